@@ -1,0 +1,200 @@
+"""`DistillationConfig`: `TrainingArguments` plus the distillation loss weights and options."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from transformers import TrainingArguments
+
+from .layers import parse_layer_map
+from .losses import KD_LOSSES
+
+LOSS_WEIGHT_NAMES = (
+    "task_weight",
+    "kd_weight",
+    "mlm_weight",
+    "cosine_weight",
+    "hidden_weight",
+    "embedding_weight",
+    "attention_weight",
+)
+
+
+@dataclass
+class DistillationConfig(TrainingArguments):
+    r"""Configuration of [`DistillationTrainer`]: every `TrainingArguments` field, plus the loss.
+
+    The total loss is
+
+    ``task_weight·L_task + kd_weight·L_kd + mlm_weight·L_mlm + cosine_weight·L_cos +
+    hidden_weight·L_hidden + embedding_weight·L_emb + attention_weight·L_att``
+
+    (see `hf_distill.losses` for each term). A term whose weight is 0 is not computed, and the
+    teacher is not asked for outputs that no term uses. Being a `TrainingArguments` dataclass, it
+    works with `HfArgumentParser` and YAML recipes.
+
+    Parameters:
+        temperature (`float`, defaults to 2.0):
+            Softmax temperature ``T`` of the soft-target loss (DistilBERT uses 2.0).
+        kd_loss (`str`, defaults to `"kl"`):
+            Soft-target loss: `"kl"` (Hinton/DistilBERT, ``T²·KL``), `"soft_ce"` (TinyBERT's prediction
+            layer), or `"mse"` on logits. Regression heads always use MSE.
+        task_weight (`float`, defaults to 0.5):
+            Weight of the student's own loss from the labels (`outputs.loss`).
+        kd_weight (`float`, defaults to 0.5):
+            Weight of the soft-target loss.
+        mlm_weight (`float`, defaults to 0.0):
+            Weight of the student's masked-LM loss (`*ForMaskedLM` students fed by a masking collator).
+        cosine_weight (`float`, defaults to 0.0):
+            Weight of DistilBERT's cosine loss on the last hidden states.
+        hidden_weight (`float`, defaults to 0.0):
+            Weight of TinyBERT's hidden-state MSE, summed over mapped layers.
+        embedding_weight (`float`, defaults to 0.0):
+            Weight of TinyBERT's embedding-output MSE.
+        attention_weight (`float`, defaults to 0.0):
+            Weight of TinyBERT's pre-softmax attention-score MSE, summed over mapped layers.
+        layer_map (`str` or `list[int]`, defaults to `"uniform"`):
+            Teacher layer for each student layer: `"uniform"` (``g(m) = m·N/M``), `"last"`
+            (``g(m) = N − M + m``), or a list of 1-based teacher layers such as `[2, 4, 6]` (or `"2,4,6"`).
+        projection (`str`, defaults to `"shared"`):
+            `"shared"`: one hidden-state projection for all layers (TinyBERT paper); `"per_layer"`: one
+            per mapped layer. Projections exist only when student and teacher widths differ.
+        teacher_model_name_or_path (`str`, *optional*):
+            Teacher to load when the trainer is given no `teacher_model` (or a path string).
+        teacher_model_revision (`str`, *optional*):
+            Revision of the teacher on the Hub.
+        teacher_model_init_kwargs (`dict[str, Any]` or `str`, *optional*):
+            Keyword arguments for the teacher's `from_pretrained` (a JSON string on the command line).
+        distillation_heads_path (`str`, *optional*):
+            Folder or file with saved projection heads (`distillation_heads.safetensors`) to start from,
+            e.g. the output of a TinyBERT general or intermediate stage.
+        stop_on_nonfinite_loss (`bool`, defaults to `True`):
+            Stop training with an error naming the loss term and step when a loss is NaN or infinite.
+    """
+
+    _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["teacher_model_init_kwargs"]
+
+    temperature: float = field(
+        default=2.0, metadata={"help": "Softmax temperature T of the soft-target loss (> 0; DistilBERT uses 2.0)."}
+    )
+    kd_loss: str = field(
+        default="kl",
+        metadata={
+            "help": "Soft-target loss: 'kl' (T²·KL, Hinton/DistilBERT), 'soft_ce' (TinyBERT prediction layer) "
+            "or 'mse' on logits. Regression heads always use MSE.",
+            "choices": list(KD_LOSSES),
+        },
+    )
+    task_weight: float = field(default=0.5, metadata={"help": "Weight of the student's own loss from the labels."})
+    kd_weight: float = field(default=0.5, metadata={"help": "Weight of the soft-target (logit) distillation loss."})
+    mlm_weight: float = field(default=0.0, metadata={"help": "Weight of the student's masked-LM loss (DistilBERT)."})
+    cosine_weight: float = field(
+        default=0.0, metadata={"help": "Weight of DistilBERT's cosine loss on the last hidden states."}
+    )
+    hidden_weight: float = field(
+        default=0.0, metadata={"help": "Weight of TinyBERT's hidden-state MSE, summed over mapped layers."}
+    )
+    embedding_weight: float = field(
+        default=0.0, metadata={"help": "Weight of TinyBERT's embedding-output MSE."}
+    )
+    attention_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of TinyBERT's pre-softmax attention-score MSE, summed over mapped layers."},
+    )
+    # Typed `str` so the command line takes "2,4,6"; Python and YAML may pass a list of ints.
+    layer_map: str = field(
+        default="uniform",
+        metadata={
+            "help": "Teacher layer for each student layer: 'uniform' (g(m)=m*N/M), 'last' (g(m)=N-M+m), or "
+            "1-based teacher layers such as '2,4,6'."
+        },
+    )
+    projection: str = field(
+        default="shared",
+        metadata={
+            "help": "'shared': one hidden-state projection for all layers (TinyBERT); 'per_layer': one per layer.",
+            "choices": ["shared", "per_layer"],
+        },
+    )
+    teacher_model_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "Teacher model path or Hub id, used when the trainer gets no teacher model."}
+    )
+    teacher_model_revision: Optional[str] = field(
+        default=None, metadata={"help": "Revision of the teacher model on the Hub (branch, tag or commit)."}
+    )
+    teacher_model_init_kwargs: Optional[Union[dict[str, Any], str]] = field(
+        default=None,
+        metadata={"help": "Keyword arguments (a JSON string on the command line) for the teacher's from_pretrained."},
+    )
+    distillation_heads_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Saved projection heads to start from (a folder with distillation_heads.safetensors)."},
+    )
+    stop_on_nonfinite_loss: bool = field(
+        default=True,
+        metadata={"help": "Stop training with an error naming the loss term and step when a loss is NaN or inf."},
+    )
+
+    def __post_init__(self):
+        if isinstance(self.teacher_model_init_kwargs, str):
+            self.teacher_model_init_kwargs = json.loads(self.teacher_model_init_kwargs)
+        super().__post_init__()
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+        if self.kd_loss not in KD_LOSSES:
+            raise ValueError(f"kd_loss must be one of {KD_LOSSES}, got {self.kd_loss!r}.")
+        if self.projection not in ("shared", "per_layer"):
+            raise ValueError(f"projection must be 'shared' or 'per_layer', got {self.projection!r}.")
+        for name in LOSS_WEIGHT_NAMES:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+        if all(getattr(self, name) == 0 for name in LOSS_WEIGHT_NAMES):
+            raise ValueError(
+                f"All loss weights are 0, so there is nothing to train: set at least one of {LOSS_WEIGHT_NAMES} > 0."
+            )
+        self.layer_map = parse_layer_map(self.layer_map)
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        """The loss weights by term name (`"task"`, `"kd"`, ...), zeros included."""
+        return {name[: -len("_weight")]: float(getattr(self, name)) for name in LOSS_WEIGHT_NAMES}
+
+    @classmethod
+    def distilbert(cls, **overrides: Any) -> "DistillationConfig":
+        """DistilBERT's task-distillation recipe: soft targets at T=2, the task loss, and the cosine loss.
+
+        Weights kd 0.5, task 0.5 and cosine 1.0 with T=2 (`run_squad_w_distillation.py` uses
+        ``alpha_ce = alpha_task = 0.5``, T=2; the cosine term keeps DistilBERT's weight 1.0).
+        For DistilBERT's pre-training triple loss use kd 5.0, mlm 2.0, cosine 1.0.
+
+        Args:
+            **overrides: Any `DistillationConfig` field (e.g. `output_dir`).
+        """
+        values = dict(temperature=2.0, kd_loss="kl", task_weight=0.5, kd_weight=0.5, cosine_weight=1.0)
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def tinybert(cls, stage: str = "intermediate", **overrides: Any) -> "DistillationConfig":
+        """TinyBERT's task distillation, one stage at a time (Jiao et al., 2020).
+
+        - `"intermediate"`: embedding + hidden-state + attention-score MSE (weights 1), no labels,
+          uniform layer map.
+        - `"prediction"`: soft cross-entropy on the logits at T=1 (TinyBERT's `soft_cross_entropy`),
+          no task loss.
+
+        Args:
+            stage (`str`, defaults to `"intermediate"`): `"intermediate"` or `"prediction"`.
+            **overrides: Any `DistillationConfig` field.
+        """
+        zeros = {name: 0.0 for name in LOSS_WEIGHT_NAMES}
+        if stage == "intermediate":
+            values = {**zeros, "embedding_weight": 1.0, "hidden_weight": 1.0, "attention_weight": 1.0}
+            values["layer_map"] = "uniform"
+        elif stage == "prediction":
+            values = {**zeros, "kd_weight": 1.0, "kd_loss": "soft_ce", "temperature": 1.0}
+        else:
+            raise ValueError(f"stage must be 'intermediate' or 'prediction', got {stage!r}.")
+        return cls(**{**values, **overrides})

@@ -1,0 +1,331 @@
+"""Layer maps, learned projection heads, and capture of pre-softmax attention scores.
+
+Three pieces the trainer needs to compare a student's intermediate layers with a teacher's:
+
+- `resolve_layer_map` turns `layer_map` ("uniform", "last" or an explicit list) into the teacher
+  layer ``g(m)`` for each student layer ``m``.
+- `DistillationHeads` holds the learned projections ``P_h``, ``P_e`` and the cosine one. It hooks
+  into the student's own forward, so under DDP the projections are used inside the wrapped
+  module's `forward` and their gradients are synchronised like any other parameter.
+- `AttentionScoreRecorder` records ``Q Kᵀ / √d_head`` per layer by hooking the query and key
+  projections. It does not depend on the attention implementation (eager, sdpa, flash), so it
+  works on transformers 4.57 and 5.x alike; HF's `output_attentions` returns post-softmax
+  probabilities, TinyBERT compares pre-softmax scores.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+LayerMap = Union[str, Sequence[int]]
+
+# (query, key) submodule names inside one encoder layer, by model family.
+_QUERY_KEY_NAMES = (
+    ("attention.self.query", "attention.self.key"),  # BERT, RoBERTa, ELECTRA, XLM-R, ...
+    ("attention.q_lin", "attention.k_lin"),  # DistilBERT
+    ("self_attn.q_proj", "self_attn.k_proj"),  # BART-style and most decoder models
+)
+
+
+def parse_layer_map(layer_map: LayerMap) -> Union[str, list[int]]:
+    """Normalises a layer map given as a name, a list, or a comma-separated string such as "2,4,6".
+
+    Args:
+        layer_map (`str` or `Sequence[int]`): `"uniform"`, `"last"`, a list of 1-based teacher
+            layers, or such a list written as a comma-separated string.
+
+    Returns:
+        `str` or `list[int]`: `"uniform"`, `"last"`, or a list of ints.
+    """
+    if isinstance(layer_map, str):
+        text = layer_map.strip().strip("[]")
+        if text in ("uniform", "last"):
+            return text
+        try:
+            return [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError(
+                f"layer_map={layer_map!r} is not understood: use 'uniform', 'last', or a list of "
+                "1-based teacher layers such as '2,4,6'."
+            ) from None
+    return [int(layer) for layer in layer_map]
+
+
+def resolve_layer_map(layer_map: LayerMap, num_teacher_layers: int, num_student_layers: int) -> list[int]:
+    """Maps each student layer ``m = 1..M`` to a teacher layer ``g(m)`` (1-based, as in TinyBERT).
+
+    - `"uniform"` (TinyBERT): ``g(m) = m · N / M``; needs ``N % M == 0``.
+    - `"last"`: ``g(m) = N − M + m``, the teacher's top ``M`` layers.
+    - a list of ``M`` teacher layers in ``1..N``, e.g. `[2, 4, 6]`.
+
+    Args:
+        layer_map (`str` or `Sequence[int]`): The map, see above.
+        num_teacher_layers (`int`): ``N``.
+        num_student_layers (`int`): ``M``.
+
+    Returns:
+        `list[int]`: ``[g(1), ..., g(M)]``.
+
+    Raises:
+        ValueError: When the map does not fit the two models, with the fix in the message.
+    """
+    n, m = num_teacher_layers, num_student_layers
+    parsed = parse_layer_map(layer_map)
+    if parsed == "uniform":
+        if m > n or n % m != 0:
+            raise ValueError(
+                f"layer_map='uniform' needs the teacher's {n} layers to be a multiple of the student's {m}. "
+                f"Use layer_map='last' or an explicit list of {m} teacher layers in 1..{n}."
+            )
+        return [k * n // m for k in range(1, m + 1)]
+    if parsed == "last":
+        if m > n:
+            raise ValueError(f"layer_map='last' needs a student ({m} layers) no deeper than the teacher ({n}).")
+        return [n - m + k for k in range(1, m + 1)]
+    if len(parsed) != m:
+        raise ValueError(
+            f"layer_map lists {len(parsed)} teacher layers but the student has {m} layers: give one "
+            f"teacher layer (1..{n}) per student layer."
+        )
+    out_of_range = [layer for layer in parsed if not 1 <= layer <= n]
+    if out_of_range:
+        raise ValueError(
+            f"layer_map {parsed} has layers {out_of_range} out of range: teacher layers are numbered 1..{n} "
+            "(0 is the embedding output, matched by embedding_weight)."
+        )
+    return parsed
+
+
+def find_layer_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """Finds the `nn.ModuleList` of transformer blocks (e.g. `bert.encoder.layer`).
+
+    Args:
+        model (`nn.Module`): A transformers model with `config.num_hidden_layers`.
+
+    Returns:
+        `tuple[str, nn.ModuleList]`: The qualified name of the list and the list.
+    """
+    num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    candidates = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and (num_layers is None or len(module) == num_layers)
+    ]
+    if not candidates:
+        raise ValueError(
+            f"Could not find the encoder layers of {type(model).__name__}: no nn.ModuleList of "
+            f"{num_layers} layers. hf-distill supports BERT-family encoders (BERT, RoBERTa, ELECTRA, DistilBERT)."
+        )
+    # The shortest name is the outermost list (e.g. `bert.encoder.layer`, not a list inside a layer).
+    return min(candidates, key=lambda item: item[0].count("."))
+
+
+def find_query_key_modules(model: nn.Module) -> list[tuple[nn.Linear, nn.Linear]]:
+    """Returns the (query, key) projections of every layer, in order.
+
+    Raises:
+        ValueError: When a layer has no separate query and key projections (fused QKV), or the
+            model uses relative position scores that ``Q Kᵀ`` alone does not give.
+    """
+    position_type = getattr(model.config, "position_embedding_type", "absolute")
+    if position_type not in (None, "absolute"):
+        raise ValueError(
+            f"{type(model).__name__} uses position_embedding_type={position_type!r}: its attention scores "
+            "are not Q·Kᵀ/√d alone, so the attention loss cannot be computed. Set attention_weight=0."
+        )
+    _, layers = find_layer_list(model)
+    pairs = []
+    for index, layer in enumerate(layers):
+        submodules = dict(layer.named_modules())
+        for query_name, key_name in _QUERY_KEY_NAMES:
+            if query_name in submodules and key_name in submodules:
+                pairs.append((submodules[query_name], submodules[key_name]))
+                break
+        else:
+            raise ValueError(
+                f"Layer {index} of {type(model).__name__} has no separate query/key projections "
+                f"(looked for {[names for names in _QUERY_KEY_NAMES]}), so its pre-softmax attention scores "
+                "cannot be captured. Set attention_weight=0."
+            )
+    return pairs
+
+
+class AttentionScoreRecorder:
+    """Records each layer's pre-softmax attention scores ``Q Kᵀ / √d_head`` during a forward pass.
+
+    Hooks on the query and key projections keep their outputs; `scores()` turns them into scores
+    in float32. Recording is armed by a pre-forward hook on the model and disarmed when its
+    forward returns, so activation-checkpointing recomputation during backward records nothing.
+    The scores keep the autograd graph of the query/key projections, so the attention loss trains
+    the student through them.
+
+    Args:
+        model (`nn.Module`): The model to record.
+        num_heads (`int`): Its number of attention heads.
+    """
+
+    def __init__(self, model: nn.Module, num_heads: int):
+        self.num_heads = num_heads
+        self._armed = False
+        self._queries: list[Optional[torch.Tensor]] = []
+        self._keys: list[Optional[torch.Tensor]] = []
+        pairs = find_query_key_modules(model)
+        self._queries = [None] * len(pairs)
+        self._keys = [None] * len(pairs)
+        self._handles = [
+            model.register_forward_pre_hook(self._arm),
+            model.register_forward_hook(self._disarm),
+        ]
+        for index, (query, key) in enumerate(pairs):
+            self._handles.append(query.register_forward_hook(self._make_hook(self._queries, index)))
+            self._handles.append(key.register_forward_hook(self._make_hook(self._keys, index)))
+
+    def _arm(self, module, args):
+        self._armed = True
+        for store in (self._queries, self._keys):
+            for index in range(len(store)):
+                store[index] = None
+
+    def _disarm(self, module, args, output):
+        self._armed = False
+
+    def _make_hook(self, store: list, index: int):
+        def hook(module, args, output):
+            if self._armed:
+                store[index] = output
+
+        return hook
+
+    def scores(self) -> list[torch.Tensor]:
+        """Returns one `(batch, heads, seq, seq)` float32 tensor per layer from the last forward."""
+        if any(q is None for q in self._queries) or any(k is None for k in self._keys):
+            raise RuntimeError("No attention scores were recorded: call the model's forward first.")
+        result = []
+        for query, key in zip(self._queries, self._keys):
+            batch, length, width = query.shape
+            head_dim = width // self.num_heads
+            q = query.float().view(batch, length, self.num_heads, head_dim).transpose(1, 2)
+            k = key.float().view(batch, key.shape[1], self.num_heads, head_dim).transpose(1, 2)
+            result.append(q @ k.transpose(-1, -2) / math.sqrt(head_dim))
+        return result
+
+    def clear(self) -> None:
+        """Drops the recorded tensors (and the graph they keep alive)."""
+        self._arm(None, None)
+        self._armed = False
+
+    def remove(self) -> None:
+        """Removes every hook."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def _projection(in_features: int, out_features: int) -> Optional[nn.Linear]:
+    """A learned `nn.Linear(d_student, d_teacher)`, or `None` (identity) when the widths match."""
+    return None if in_features == out_features else nn.Linear(in_features, out_features)
+
+
+class DistillationHeads(nn.Module):
+    """The learned projections from the student's width to the teacher's.
+
+    ``P_h`` (hidden states; one shared across layers, as in the TinyBERT paper, or one per mapped
+    layer), ``P_e`` (embedding output) and ``P_c`` (the cosine loss's last hidden state) are each
+    an `nn.Linear(d_student, d_teacher)`, created only when the widths differ and the loss that
+    uses it is on; otherwise the identity.
+
+    `attach(student)` registers a forward hook on the student so the projections run inside the
+    student's own forward (and so inside DDP's): after each forward that returns hidden states,
+    `projected` holds the projected tensors for the trainer's losses.
+
+    Args:
+        student_hidden_size (`int`): ``d_student``.
+        teacher_hidden_size (`int`): ``d_teacher``.
+        num_layers (`int`): Number of student layers ``M``.
+        hidden (`bool`): Whether ``P_h`` is needed (hidden_weight > 0).
+        embedding (`bool`): Whether ``P_e`` is needed (embedding_weight > 0).
+        cosine (`bool`): Whether ``P_c`` is needed (cosine_weight > 0).
+        per_layer (`bool`, defaults to `False`): One ``P_h`` per mapped layer instead of one shared.
+    """
+
+    def __init__(
+        self,
+        student_hidden_size: int,
+        teacher_hidden_size: int,
+        num_layers: int,
+        hidden: bool,
+        embedding: bool,
+        cosine: bool,
+        per_layer: bool = False,
+    ):
+        super().__init__()
+        self.student_hidden_size = student_hidden_size
+        self.teacher_hidden_size = teacher_hidden_size
+        self.num_layers = num_layers
+        self.use_hidden, self.use_embedding, self.use_cosine = hidden, embedding, cosine
+        self.per_layer = per_layer
+        d_s, d_t = student_hidden_size, teacher_hidden_size
+        count = num_layers if per_layer else 1
+        hidden_projections = [_projection(d_s, d_t) for _ in range(count)] if hidden else []
+        self.hidden = nn.ModuleList([p for p in hidden_projections if p is not None])
+        self.embedding = _projection(d_s, d_t) if embedding else None
+        self.cosine = _projection(d_s, d_t) if cosine else None
+        self.active = False
+        self.projected: dict[str, object] = {}
+        self._handle = None
+
+    def config_dict(self) -> dict:
+        """What `from_config_dict` needs to rebuild these heads."""
+        return {
+            "student_hidden_size": self.student_hidden_size,
+            "teacher_hidden_size": self.teacher_hidden_size,
+            "num_layers": self.num_layers,
+            "hidden": self.use_hidden,
+            "embedding": self.use_embedding,
+            "cosine": self.use_cosine,
+            "per_layer": self.per_layer,
+        }
+
+    @property
+    def has_parameters(self) -> bool:
+        return any(True for _ in self.parameters())
+
+    def _apply_hidden(self, index: int, tensor: torch.Tensor) -> torch.Tensor:
+        if len(self.hidden) == 0:
+            return tensor
+        return self.hidden[index if self.per_layer else 0](tensor)
+
+    def forward(self, hidden_states: Sequence[torch.Tensor]) -> dict[str, object]:
+        """Projects the student's hidden states.
+
+        Args:
+            hidden_states (`Sequence[torch.Tensor]`): The student's `hidden_states`: the embedding
+                output then one tensor per layer.
+
+        Returns:
+            `dict`: `"hidden"` (list of ``M`` tensors for layers 1..M), `"embedding"` and `"cosine"`
+            (projected last layer), each present only when its loss is on.
+        """
+        out: dict[str, object] = {}
+        if self.use_hidden:
+            out["hidden"] = [self._apply_hidden(i, h) for i, h in enumerate(hidden_states[1:])]
+        if self.use_embedding:
+            out["embedding"] = hidden_states[0] if self.embedding is None else self.embedding(hidden_states[0])
+        if self.use_cosine:
+            out["cosine"] = hidden_states[-1] if self.cosine is None else self.cosine(hidden_states[-1])
+        return out
+
+    def attach(self, student: nn.Module) -> None:
+        """Runs these projections inside `student`'s forward (see the class docstring)."""
+        if self._handle is not None:
+            self._handle.remove()
+        self._handle = student.register_forward_hook(self._after_student_forward)
+
+    def _after_student_forward(self, module, args, output):
+        hidden_states = getattr(output, "hidden_states", None)
+        if self.active and hidden_states is not None:
+            self.projected = self(hidden_states)

@@ -1,0 +1,244 @@
+"""Distillation loss terms, one pure function each.
+
+Every function takes tensors (and masks) and returns a scalar tensor. None of them reaches into a
+model, so each can be checked against numbers worked out by hand. All computations are done in
+float32, whatever the dtype of the inputs (so fp16/bf16 autocast cannot overflow them).
+
+Notation: ``z_s``/``z_t`` are student/teacher logits, ``T`` the temperature, ``h`` hidden states,
+``A`` pre-softmax attention scores, ``P`` a learned projection (applied by the caller).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+KD_LOSSES = ("kl", "soft_ce", "mse")
+
+
+def _select_rows(tensor: torch.Tensor, row_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Flattens `tensor` to `(rows, features)` and keeps the rows where `row_mask` is true.
+
+    `tensor` has shape `(*rows, C)`; `row_mask` has shape `rows` (or is `None`: keep every row).
+    """
+    flat = tensor.reshape(-1, tensor.shape[-1]).float()
+    if row_mask is None:
+        return flat
+    return flat[row_mask.reshape(-1).bool()]
+
+
+def _mean_or_zero(values: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean of `values`, or a zero that keeps the graph alive when there is nothing to average."""
+    if values.numel() == 0:
+        return reference.sum() * 0.0
+    return values.mean()
+
+
+def kl_divergence_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 2.0,
+    row_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    r"""Soft-target KL divergence (Hinton et al., 2015; DistilBERT's `loss_ce`).
+
+    ``L = T² · mean_rows KL(softmax(z_t/T) || softmax(z_s/T))``
+    ``  = T² · mean_rows Σ_c p_t,c · (log p_t,c − log p_s,c)``
+
+    The ``T²`` factor keeps the gradient scale independent of the temperature (Hinton et al.).
+    DistilBERT's reference code uses ``KLDivLoss(reduction="batchmean")`` over the selected rows,
+    which is this mean over rows.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(*rows, C)`): Student logits.
+        teacher_logits (`torch.Tensor` of shape `(*rows, C)`): Teacher logits.
+        temperature (`float`, defaults to 2.0): Softmax temperature ``T``.
+        row_mask (`torch.Tensor` of shape `rows`, *optional*): Rows to average over (e.g. tokens whose
+            label is not -100). Every row when `None`.
+
+    Returns:
+        `torch.Tensor`: A scalar, mean over the selected rows.
+    """
+    z_s = _select_rows(student_logits, row_mask) / temperature
+    z_t = _select_rows(teacher_logits, row_mask) / temperature
+    log_p_s = F.log_softmax(z_s, dim=-1)
+    log_p_t = F.log_softmax(z_t, dim=-1)
+    per_row = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
+    return temperature**2 * _mean_or_zero(per_row, z_s)
+
+
+def soft_cross_entropy_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    row_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    r"""Soft cross-entropy (TinyBERT's prediction-layer loss, `soft_cross_entropy` in its code).
+
+    ``L = T² · mean_rows(−Σ_c softmax(z_t/T)_c · log_softmax(z_s/T)_c)``
+
+    It differs from `kl_divergence_loss` by the teacher's entropy, a constant for the student, so
+    the gradients are the same; the value does not go to zero. TinyBERT's code uses ``T = 1``, where
+    the ``T²`` factor is 1.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(*rows, C)`): Student logits.
+        teacher_logits (`torch.Tensor` of shape `(*rows, C)`): Teacher logits.
+        temperature (`float`, defaults to 1.0): Softmax temperature ``T``.
+        row_mask (`torch.Tensor` of shape `rows`, *optional*): Rows to average over.
+
+    Returns:
+        `torch.Tensor`: A scalar, mean over the selected rows.
+    """
+    z_s = _select_rows(student_logits, row_mask) / temperature
+    z_t = _select_rows(teacher_logits, row_mask) / temperature
+    per_row = -(F.softmax(z_t, dim=-1) * F.log_softmax(z_s, dim=-1)).sum(-1)
+    return temperature**2 * _mean_or_zero(per_row, z_s)
+
+
+def logit_mse_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    row_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    r"""Mean squared error between logits (Ba & Caruana, 2014), no temperature.
+
+    ``L = mean_rows mean_c (z_s,c − z_t,c)²``
+
+    Also the soft-target loss of regression heads (``C = 1``, e.g. STS-B): the MSE between the
+    student's and the teacher's predictions.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(*rows, C)`): Student logits or predictions.
+        teacher_logits (`torch.Tensor` of shape `(*rows, C)`): Teacher logits or predictions.
+        row_mask (`torch.Tensor` of shape `rows`, *optional*): Rows to average over.
+
+    Returns:
+        `torch.Tensor`: A scalar, mean over the selected rows and the classes.
+    """
+    z_s = _select_rows(student_logits, row_mask)
+    z_t = _select_rows(teacher_logits, row_mask)
+    return _mean_or_zero((z_s - z_t).pow(2), z_s)
+
+
+def soft_target_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    kd_loss: str = "kl",
+    temperature: float = 2.0,
+    row_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Dispatches to the soft-target loss named by `kd_loss`.
+
+    Regression heads (last dimension 1) always use `logit_mse_loss`: a softmax over one class is
+    constant, so KL or soft cross-entropy would carry no signal.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(*rows, C)`): Student logits.
+        teacher_logits (`torch.Tensor` of shape `(*rows, C)`): Teacher logits.
+        kd_loss (`str`, defaults to `"kl"`): One of `"kl"`, `"soft_ce"`, `"mse"`.
+        temperature (`float`, defaults to 2.0): Softmax temperature (ignored by `"mse"`).
+        row_mask (`torch.Tensor` of shape `rows`, *optional*): Rows to average over.
+
+    Returns:
+        `torch.Tensor`: A scalar.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"Student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} "
+            "have different shapes: teacher and student need the same label space (num_labels / vocabulary)."
+        )
+    if student_logits.shape[-1] == 1 or kd_loss == "mse":
+        return logit_mse_loss(student_logits, teacher_logits, row_mask)
+    if kd_loss == "kl":
+        return kl_divergence_loss(student_logits, teacher_logits, temperature, row_mask)
+    if kd_loss == "soft_ce":
+        return soft_cross_entropy_loss(student_logits, teacher_logits, temperature, row_mask)
+    raise ValueError(f"Unknown kd_loss {kd_loss!r}; choose one of {KD_LOSSES}.")
+
+
+def cosine_hidden_loss(
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    attention_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    r"""DistilBERT's cosine embedding loss on hidden states (`loss_cos` in its reference code).
+
+    ``L = mean over non-padding tokens of (1 − cos(P(h_s), h_t))``
+
+    DistilBERT applies it to the last hidden layer with `nn.CosineEmbeddingLoss(reduction="mean")`
+    and target 1 over the non-padding tokens, which is this formula. The caller applies `P`.
+
+    Args:
+        student_hidden (`torch.Tensor` of shape `(batch, seq, d)`): Projected student hidden states.
+        teacher_hidden (`torch.Tensor` of shape `(batch, seq, d)`): Teacher hidden states.
+        attention_mask (`torch.Tensor` of shape `(batch, seq)`, *optional*): 1 for real tokens.
+
+    Returns:
+        `torch.Tensor`: A scalar, mean over the non-padding tokens.
+    """
+    h_s = _select_rows(student_hidden, attention_mask)
+    h_t = _select_rows(teacher_hidden, attention_mask)
+    return _mean_or_zero(1.0 - F.cosine_similarity(h_s, h_t, dim=-1, eps=1e-8), h_s)
+
+
+def hidden_mse_loss(
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    attention_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    r"""TinyBERT's hidden-state (and embedding) loss for one mapped layer.
+
+    ``L = mean over non-padding tokens and features of (P(h_s) − h_t)²``
+
+    TinyBERT's reference code takes `MSELoss()` over every position; with no padding the two are
+    equal. The caller applies `P` and sums this over the mapped layers.
+
+    Args:
+        student_hidden (`torch.Tensor` of shape `(batch, seq, d)`): Projected student hidden states.
+        teacher_hidden (`torch.Tensor` of shape `(batch, seq, d)`): Teacher hidden states.
+        attention_mask (`torch.Tensor` of shape `(batch, seq)`, *optional*): 1 for real tokens.
+
+    Returns:
+        `torch.Tensor`: A scalar, mean over non-padding tokens and features.
+    """
+    h_s = _select_rows(student_hidden, attention_mask)
+    h_t = _select_rows(teacher_hidden, attention_mask)
+    return _mean_or_zero((h_s - h_t).pow(2), h_s)
+
+
+def attention_score_mse_loss(
+    student_scores: torch.Tensor,
+    teacher_scores: torch.Tensor,
+    attention_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    r"""TinyBERT's attention loss for one mapped layer, on **pre-softmax** scores.
+
+    ``L = mean over heads and over (query, key) pairs where both tokens are non-padding of (A_s − A_t)²``
+    with ``A = Q Kᵀ / √d_head`` before the attention mask and the softmax.
+
+    TinyBERT's reference code replaces masked scores (≤ −100 after adding the mask) by 0 and takes
+    `MSELoss()` over every position; with no padding the two are equal. Student and teacher need
+    the same number of heads.
+
+    Args:
+        student_scores (`torch.Tensor` of shape `(batch, heads, seq, seq)`): Student scores.
+        teacher_scores (`torch.Tensor` of shape `(batch, heads, seq, seq)`): Teacher scores.
+        attention_mask (`torch.Tensor` of shape `(batch, seq)`, *optional*): 1 for real tokens.
+
+    Returns:
+        `torch.Tensor`: A scalar, mean over heads and valid pairs.
+    """
+    if student_scores.shape != teacher_scores.shape:
+        raise ValueError(
+            f"Attention scores differ in shape: student {tuple(student_scores.shape)}, teacher "
+            f"{tuple(teacher_scores.shape)}. The attention loss needs the same number of heads."
+        )
+    diff = (student_scores.float() - teacher_scores.float()).pow(2)
+    if attention_mask is None:
+        return diff.mean()
+    mask = attention_mask.bool()
+    pair_mask = (mask[:, None, :, None] & mask[:, None, None, :]).expand_as(diff)
+    return _mean_or_zero(diff[pair_mask], diff)

@@ -1,0 +1,142 @@
+"""Building a student from a teacher: `create_student`.
+
+Two recipes:
+
+- **DistilBERT-style** (`layers=[...]` or `num_layers=M`): same width as the teacher; copies the
+  embeddings, the chosen encoder layers and the task head (Sanh et al., 2019, initialise the
+  student "by taking one layer out of two" of the teacher).
+- **TinyBERT-style** (`hidden_size=...`): a narrower, randomly initialised model of the same
+  architecture with the teacher's vocabulary and label space (Jiao et al., 2020), trained through
+  learned projections.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from typing import Optional, Sequence
+
+from transformers import PreTrainedModel
+
+from .layers import find_layer_list
+
+
+def uniform_layer_selection(num_teacher_layers: int, num_student_layers: int) -> list[int]:
+    """Picks ``M`` evenly spaced 0-based teacher layers, first and last included.
+
+    ``layer_i = ⌊i · (N − 1) / (M − 1) + 0.5⌋``; for 12 → 6 this gives DistilBERT's own choice
+    ``[0, 2, 4, 7, 9, 11]``.
+
+    Args:
+        num_teacher_layers (`int`): ``N``.
+        num_student_layers (`int`): ``M``, at most ``N``.
+
+    Returns:
+        `list[int]`: ``M`` distinct, increasing layer indices.
+    """
+    n, m = num_teacher_layers, num_student_layers
+    if not 1 <= m <= n:
+        raise ValueError(f"num_layers must be between 1 and the teacher's {n} layers, got {m}.")
+    if m == 1:
+        return [n - 1]
+    return [math.floor(i * (n - 1) / (m - 1) + 0.5) for i in range(m)]
+
+
+def _copy_layers(teacher: PreTrainedModel, layers: Sequence[int]) -> PreTrainedModel:
+    num_teacher_layers = teacher.config.num_hidden_layers
+    bad = [layer for layer in layers if not 0 <= layer < num_teacher_layers]
+    if bad or len(set(layers)) != len(layers) or not layers:
+        raise ValueError(
+            f"layers={list(layers)} must be distinct 0-based indices of the teacher's "
+            f"{num_teacher_layers} layers (0..{num_teacher_layers - 1})."
+        )
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = len(layers)
+    student = type(teacher)(config)
+    prefix, _ = find_layer_list(teacher)
+    pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.(.*)$")
+    new_index = {old: new for new, old in enumerate(layers)}
+    state_dict = {}
+    for key, value in teacher.state_dict().items():
+        match = pattern.match(key)
+        if match is None:
+            state_dict[key] = value.clone()
+        elif int(match.group(1)) in new_index:
+            state_dict[f"{prefix}.{new_index[int(match.group(1))]}.{match.group(2)}"] = value.clone()
+    student.load_state_dict(state_dict, strict=True)
+    return student.to(dtype=teacher.dtype)
+
+
+def _narrow_config(teacher: PreTrainedModel, num_layers, hidden_size, intermediate_size, num_attention_heads):
+    config = copy.deepcopy(teacher.config)
+    heads = num_attention_heads or config.num_attention_heads
+    if hidden_size % heads != 0:
+        raise ValueError(
+            f"hidden_size={hidden_size} is not divisible by num_attention_heads={heads}: pick a width that is a "
+            "multiple of the head count, or pass num_attention_heads."
+        )
+    config.num_hidden_layers = num_layers
+    config.hidden_size = hidden_size
+    config.num_attention_heads = heads
+    intermediate = intermediate_size or 4 * hidden_size
+    if hasattr(config, "intermediate_size"):
+        config.intermediate_size = intermediate
+    elif hasattr(config, "hidden_dim"):  # DistilBERT names the FFN width `hidden_dim`
+        config.hidden_dim = intermediate
+    if hasattr(config, "embedding_size"):  # ELECTRA: embeddings as wide as the encoder
+        config.embedding_size = hidden_size
+    return config
+
+
+def create_student(
+    teacher: PreTrainedModel,
+    layers: Optional[Sequence[int]] = None,
+    num_layers: Optional[int] = None,
+    hidden_size: Optional[int] = None,
+    intermediate_size: Optional[int] = None,
+    num_attention_heads: Optional[int] = None,
+) -> PreTrainedModel:
+    """Builds a smaller student of the teacher's class, vocabulary and label space.
+
+    Args:
+        teacher (`PreTrainedModel`): A BERT-family encoder (BERT, RoBERTa, ELECTRA, DistilBERT), with
+            any head (`*ForSequenceClassification`, `*ForMaskedLM`, ...).
+        layers (`Sequence[int]`, *optional*): 0-based teacher layers to copy, e.g. `[0, 2, 4]`. The
+            embeddings, pooler and task head are copied too.
+        num_layers (`int`, *optional*): Number of student layers. Without `hidden_size`, copies
+            `num_layers` evenly spaced teacher layers (`uniform_layer_selection`).
+        hidden_size (`int`, *optional*): Width of a randomly initialised, narrower student
+            (TinyBERT-style); needs `num_layers`.
+        intermediate_size (`int`, *optional*): Feed-forward width of the narrower student, defaults
+            to ``4 · hidden_size``.
+        num_attention_heads (`int`, *optional*): Heads of the narrower student, defaults to the
+            teacher's (TinyBERT's attention loss needs equal head counts).
+
+    Returns:
+        `PreTrainedModel`: The student, in training mode, with the teacher's dtype and
+        attention implementation.
+    """
+    if layers is not None and (num_layers is not None or hidden_size is not None):
+        if num_layers is not None and num_layers != len(layers):
+            raise ValueError(f"layers has {len(layers)} entries but num_layers={num_layers}: give one or the other.")
+        if hidden_size is not None:
+            raise ValueError(
+                "layers=[...] copies teacher layers, which fixes the width; hidden_size builds a new, narrower "
+                "student. Give one or the other."
+            )
+    if hidden_size is not None:
+        if num_layers is None:
+            raise ValueError("create_student(hidden_size=...) also needs num_layers=...")
+        config = _narrow_config(teacher, num_layers, hidden_size, intermediate_size, num_attention_heads)
+        student = type(teacher)(config).to(dtype=teacher.dtype)
+    else:
+        if intermediate_size is not None or num_attention_heads is not None:
+            raise ValueError("intermediate_size and num_attention_heads only apply with hidden_size=...")
+        if layers is None:
+            if num_layers is None:
+                raise ValueError("create_student needs layers=[...], num_layers=M, or num_layers with hidden_size.")
+            layers = uniform_layer_selection(teacher.config.num_hidden_layers, num_layers)
+        student = _copy_layers(teacher, list(layers))
+    student.train()
+    return student

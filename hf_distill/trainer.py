@@ -1,0 +1,490 @@
+"""`DistillationTrainer`: a `transformers.Trainer` that distils a frozen teacher into the model it trains.
+
+Only Trainer overrides live here: `compute_loss` (gathers outputs, calls the pure functions of
+`hf_distill.losses`), gradient-accumulation bookkeeping, per-term logging, and saving/loading the
+projection heads next to the student. The training loop, mixed precision, DDP, checkpointing,
+callbacks and `report_to` are Trainer's own.
+
+Design:
+
+- The student and its projection heads are one module: the heads are a submodule of the
+  student (`distillation_heads`) whose forward runs from a hook inside the student's forward, so
+  the optimizer, DDP and checkpoints see one model. `_keys_to_ignore_on_save` keeps the heads out
+  of the saved student, which loads with plain `from_pretrained`; the heads go to
+  `distillation_heads.safetensors` beside it.
+- The teacher belongs to the trainer: frozen, in eval mode, never in the optimizer, never wrapped
+  by DDP, never saved.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections import defaultdict
+from typing import Any, Optional, Union
+
+import safetensors.torch
+import torch
+from torch import nn
+import transformers
+from transformers import AutoModel, PreTrainedModel, Trainer
+
+from . import losses
+from .config import DistillationConfig
+from .layers import AttentionScoreRecorder, DistillationHeads, resolve_layer_map
+
+HEADS_WEIGHTS_NAME = "distillation_heads.safetensors"
+HEADS_CONFIG_NAME = "distillation_heads.json"
+HEADS_ATTRIBUTE = "distillation_heads"
+TERM_NAMES = ("task", "kd", "mlm", "cos", "hidden", "emb", "att")
+_WEIGHT_OF_TERM = {
+    "task": "task_weight",
+    "kd": "kd_weight",
+    "mlm": "mlm_weight",
+    "cos": "cosine_weight",
+    "hidden": "hidden_weight",
+    "emb": "embedding_weight",
+    "att": "attention_weight",
+}
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a distillation loss term is NaN or infinite."""
+
+
+def _is_masked_lm(model: nn.Module) -> bool:
+    return type(model).__name__.endswith("ForMaskedLM")
+
+
+def _is_classifier(model: nn.Module) -> bool:
+    return type(model).__name__.endswith(("ForSequenceClassification", "ForTokenClassification"))
+
+
+def _count_items(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Counts the units each loss term averages over in one micro-batch.
+
+    `examples` (sequence-level terms), `labels` (labels ≠ −100: token-level task/kd terms),
+    `tokens` (attention_mask = 1: hidden, embedding, cosine terms, token-level kd without labels),
+    `pairs` (pairs of real tokens: the attention term).
+    """
+    input_ids = inputs.get("input_ids")
+    mask = inputs.get("attention_mask")
+    if mask is None and input_ids is not None:
+        mask = torch.ones_like(input_ids)
+    counts = {}
+    if mask is not None:
+        lengths = mask.sum(-1).to(torch.float64)
+        counts["examples"] = torch.tensor(float(mask.shape[0]), dtype=torch.float64)
+        counts["tokens"] = lengths.sum().cpu()
+        counts["pairs"] = lengths.pow(2).sum().cpu()
+    labels = inputs.get("labels")
+    if isinstance(labels, torch.Tensor):
+        counts["labels"] = (labels != -100).sum().to(torch.float64).cpu() if labels.dim() > 1 else None
+        if "examples" not in counts:
+            counts["examples"] = torch.tensor(float(labels.shape[0]), dtype=torch.float64)
+    return {key: value for key, value in counts.items() if value is not None}
+
+
+class DistillationTrainer(Trainer):
+    """A `Trainer` that trains `model` (the student) against a frozen `teacher_model`.
+
+    Args:
+        model (`PreTrainedModel`): The student (see `create_student`).
+        teacher_model (`PreTrainedModel` or `str`, *optional*): The teacher, or a path/Hub id loaded
+            with the student's auto class. Defaults to `args.teacher_model_name_or_path`. Needed
+            unless only the task/MLM losses are on (a no-teacher baseline).
+        args (`DistillationConfig`): Training arguments and loss weights.
+        **kwargs: Every other `Trainer` argument (`train_dataset`, `eval_dataset`, `data_collator`,
+            `processing_class`, `compute_metrics`, `callbacks`, ...), unchanged.
+    """
+
+    def __init__(
+        self,
+        model: Optional[PreTrainedModel] = None,
+        teacher_model: Optional[Union[PreTrainedModel, str]] = None,
+        args: Optional[DistillationConfig] = None,
+        **kwargs: Any,
+    ):
+        if args is None:
+            args = DistillationConfig(output_dir="trainer_output")
+        if not isinstance(args, DistillationConfig):
+            raise TypeError(
+                f"DistillationTrainer needs args=DistillationConfig(...), got {type(args).__name__}. "
+                "DistillationConfig accepts every TrainingArguments field."
+            )
+        if model is None:
+            raise ValueError("DistillationTrainer needs the student as model=... (see hf_distill.create_student).")
+        self._weights = {term: float(getattr(args, _WEIGHT_OF_TERM[term])) for term in TERM_NAMES}
+        teacher_model = teacher_model if teacher_model is not None else args.teacher_model_name_or_path
+        if isinstance(teacher_model, str):
+            teacher_model = self._load_teacher(teacher_model, model, args)
+        self.teacher = teacher_model
+        self._check_models(model, teacher_model, args)
+        self.layer_map = self._resolve_layer_map(model, teacher_model, args)
+        self.distillation_heads = self._build_heads(model, teacher_model, args)
+        super().__init__(model=model, args=args, **kwargs)
+        # Our losses are means; the accumulation window is normalised in compute_loss (see
+        # `get_batch_samples`), and Trainer divides each micro-batch loss by the accumulation steps.
+        self.model_accepts_loss_kwargs = False
+        self._window_counts: Optional[dict[str, torch.Tensor]] = None
+        self._window_scale = 1.0
+        self._logged_terms: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), dtype=torch.float64))
+        self._logged_steps = 0
+        self._teacher_scores = self._student_scores = None
+        if self._weights["att"] > 0:
+            self._check_gradient_checkpointing(args)
+            self._student_scores = AttentionScoreRecorder(model, model.config.num_attention_heads)
+            self._teacher_scores = AttentionScoreRecorder(teacher_model, teacher_model.config.num_attention_heads)
+        self._token_level_logits = False
+        if self.teacher is not None:
+            self._teacher_input_names = set(inspect.signature(self.teacher.forward).parameters)
+            self._prepare_teacher()
+
+    # ------------------------------------------------------------------ setup
+
+    @staticmethod
+    def _load_teacher(path: str, student: nn.Module, args: DistillationConfig) -> PreTrainedModel:
+        """Loads the teacher with the auto class of the student's head, safetensors only by default."""
+        init_kwargs = dict(args.teacher_model_init_kwargs or {})
+        init_kwargs.setdefault("trust_remote_code", False)
+        init_kwargs.setdefault("use_safetensors", True)
+        if args.teacher_model_revision is not None:
+            init_kwargs.setdefault("revision", args.teacher_model_revision)
+        path = os.path.expanduser(path)
+        looks_local = path.startswith((".", "/")) or path.count("/") > 1
+        if looks_local and not os.path.isdir(path):
+            raise FileNotFoundError(
+                f"Teacher model path {path!r} does not exist: pass a folder saved with save_pretrained or a Hub id."
+            )
+        head = type(student).__name__.split("For", 1)
+        loader = getattr(transformers, f"AutoModelFor{head[1]}", AutoModel) if len(head) == 2 else AutoModel
+        try:
+            return loader.from_pretrained(path, **init_kwargs)
+        except OSError as error:
+            raise OSError(
+                f"Could not load the teacher from {path!r}: {error}\nPass a folder saved with save_pretrained "
+                "(safetensors weights), or a Hub id while online. For pickle (.bin) weights you trust, set "
+                "teacher_model_init_kwargs={'use_safetensors': False}."
+            ) from error
+
+    def _check_models(self, student: nn.Module, teacher: Optional[nn.Module], args: DistillationConfig) -> None:
+        weights = self._weights
+        needs_teacher = any(weights[term] > 0 for term in ("kd", "cos", "hidden", "emb", "att"))
+        if needs_teacher and teacher is None:
+            on = [_WEIGHT_OF_TERM[t] for t in ("kd", "cos", "hidden", "emb", "att") if weights[t] > 0]
+            raise ValueError(
+                f"{', '.join(on)} > 0 needs a teacher: pass teacher_model=... (a model or a path) or set "
+                "teacher_model_name_or_path, or set those weights to 0 for a no-teacher baseline."
+            )
+        if weights["mlm"] > 0 and not _is_masked_lm(student):
+            raise ValueError(
+                f"mlm_weight > 0 needs a *ForMaskedLM student, got {type(student).__name__}: set mlm_weight=0."
+            )
+        if weights["task"] > 0 and _is_masked_lm(student):
+            raise ValueError(
+                "The student is a masked LM: its own loss is the MLM loss. Use mlm_weight instead of task_weight."
+            )
+        if teacher is None:
+            return
+        if not needs_teacher:
+            raise ValueError(
+                "A teacher was given but every teacher-based loss weight (kd, cosine, hidden, embedding, "
+                "attention) is 0: set one of them > 0, or drop the teacher for a no-teacher baseline."
+            )
+        s_cfg, t_cfg = student.config, teacher.config
+        s_vocab = getattr(s_cfg, "vocab_size", None)
+        t_vocab = getattr(t_cfg, "vocab_size", None)
+        if s_vocab != t_vocab:
+            raise ValueError(
+                f"Teacher and student vocabularies differ (teacher vocab_size={t_vocab}, student {s_vocab}): "
+                "they must share a tokenizer. Build the student with create_student(teacher, ...)."
+            )
+        if weights["kd"] > 0 and _is_classifier(student):
+            if s_cfg.num_labels != t_cfg.num_labels:
+                raise ValueError(
+                    f"Teacher has num_labels={t_cfg.num_labels}, student {s_cfg.num_labels}: soft targets need the "
+                    "same label space. Build the student from the teacher (create_student) or fix num_labels."
+                )
+            if dict(s_cfg.id2label) != dict(t_cfg.id2label):
+                raise ValueError(
+                    f"Teacher and student label orders differ: teacher id2label={dict(t_cfg.id2label)}, student "
+                    f"{dict(s_cfg.id2label)}. Give the student the teacher's id2label/label2id."
+                )
+        if weights["kd"] > 0 and type(student).__name__.split("For")[-1] != type(teacher).__name__.split("For")[-1]:
+            raise ValueError(
+                f"Teacher {type(teacher).__name__} and student {type(student).__name__} have different heads: "
+                "soft targets need the same kind of head (e.g. both *ForSequenceClassification)."
+            )
+        if weights["att"] > 0 and s_cfg.num_attention_heads != t_cfg.num_attention_heads:
+            raise ValueError(
+                f"attention_weight > 0 needs equal head counts (teacher {t_cfg.num_attention_heads}, student "
+                f"{s_cfg.num_attention_heads}): build the student with num_attention_heads="
+                f"{t_cfg.num_attention_heads}, or set attention_weight=0."
+            )
+
+    def _resolve_layer_map(self, student, teacher, args) -> Optional[list[int]]:
+        if teacher is None or (self._weights["hidden"] == 0 and self._weights["att"] == 0):
+            return None
+        return resolve_layer_map(args.layer_map, teacher.config.num_hidden_layers, student.config.num_hidden_layers)
+
+    def _build_heads(self, student, teacher, args) -> Optional[DistillationHeads]:
+        if teacher is None or not any(self._weights[t] > 0 for t in ("hidden", "emb", "cos")):
+            return None
+        heads = DistillationHeads(
+            student.config.hidden_size,
+            teacher.config.hidden_size,
+            student.config.num_hidden_layers,
+            hidden=self._weights["hidden"] > 0,
+            embedding=self._weights["emb"] > 0,
+            cosine=self._weights["cos"] > 0,
+            per_layer=args.projection == "per_layer",
+        )
+        if args.distillation_heads_path:
+            load_heads_into(heads, args.distillation_heads_path)
+        heads.to(device=student.device, dtype=next(student.parameters()).dtype)
+        if heads.has_parameters:
+            student.add_module(HEADS_ATTRIBUTE, heads)
+            student._keys_to_ignore_on_save = [f"{HEADS_ATTRIBUTE}.{key}" for key in heads.state_dict()]
+        heads.attach(student)
+        return heads
+
+    @staticmethod
+    def _check_gradient_checkpointing(args: DistillationConfig) -> None:
+        kwargs = args.gradient_checkpointing_kwargs or {}
+        if args.gradient_checkpointing and kwargs.get("use_reentrant", True):
+            raise ValueError(
+                "attention_weight > 0 with reentrant gradient checkpointing cannot train the attention scores: "
+                "set gradient_checkpointing_kwargs={'use_reentrant': False}."
+            )
+
+    def _prepare_teacher(self) -> None:
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+        self.teacher.to(self.accelerator.device)
+
+    # ------------------------------------------------------------------ loss
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """Collects one accumulation window and counts what each loss term averages over in it."""
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        totals: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), dtype=torch.float64))
+        for batch in batch_samples:
+            for key, value in _count_items(batch).items():
+                totals[key] = totals[key] + value
+        self._window_scale = 1.0
+        if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+            keys = sorted(totals)
+            stacked = torch.stack([totals[key] for key in keys]).to(self.accelerator.device)
+            gathered = self.accelerator.gather(stacked.unsqueeze(0)).sum(0).cpu()
+            totals = dict(zip(keys, gathered))
+            # DDP averages gradients over processes; undo it so the window mean is global.
+            self._window_scale = float(self.accelerator.num_processes)
+        self._window_counts = dict(totals)
+        return batch_samples, num_items_in_batch
+
+    def _term_scales(self, inputs: dict[str, Any], token_level_labels: bool) -> dict[str, float]:
+        """Factor turning each term's micro-batch mean into its share of the window mean.
+
+        ``k · n_mb / N_window`` per term (k = accumulation steps; Trainer divides by k again), so
+        summing the micro-batches of a window gives the mean over the whole window, whatever the
+        micro-batch split and padding: accumulation is exact.
+        """
+        if not self.model.training or self._window_counts is None:
+            return {term: 1.0 for term in TERM_NAMES}
+        counts = _count_items(inputs)
+        steps = self.current_gradient_accumulation_steps
+
+        def scale(unit: str) -> float:
+            total = self._window_counts.get(unit)
+            if unit not in counts or total is None or float(total) == 0:
+                return 1.0
+            return steps * self._window_scale * float(counts[unit]) / float(total)
+
+        label_unit = "labels" if token_level_labels else "examples"
+        kd_unit = label_unit if token_level_labels or not self._token_level_logits else "tokens"
+        return {
+            "task": scale(label_unit),
+            "mlm": scale("labels"),
+            "kd": scale(kd_unit),
+            "cos": scale("tokens"),
+            "hidden": scale("tokens"),
+            "emb": scale("tokens"),
+            "att": scale("pairs"),
+        }
+
+    def _teacher_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The batch without labels, and without inputs the teacher's forward does not take."""
+        return {k: v for k, v in inputs.items() if k != "labels" and k in self._teacher_input_names}
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Optional[torch.Tensor] = None,
+    ):
+        """Runs the student (with its projection heads) and the teacher, and sums the weighted terms.
+
+        Returns the total loss (and the student's outputs when `return_outputs`). The unweighted
+        value of each active term is accumulated for logging as `loss_<term>`.
+        """
+        w = self._weights
+        need_hidden = any(w[t] > 0 for t in ("hidden", "emb", "cos"))
+        if self.distillation_heads is not None:
+            self.distillation_heads.active = True
+            self.distillation_heads.projected = {}
+        try:
+            student_out = model(**inputs, output_hidden_states=True) if need_hidden else model(**inputs)
+        finally:
+            if self.distillation_heads is not None:
+                self.distillation_heads.active = False
+        teacher_out = None
+        if self.teacher is not None:
+            self.teacher.eval()
+            with torch.no_grad(), self.accelerator.autocast():
+                teacher_kwargs = {"output_hidden_states": True} if need_hidden else {}
+                teacher_out = self.teacher(**self._teacher_inputs(inputs), **teacher_kwargs)
+
+        mask = inputs.get("attention_mask")
+        labels = inputs.get("labels")
+        logits = student_out.logits if hasattr(student_out, "logits") else None
+        self._token_level_logits = logits is not None and logits.dim() == 3
+        token_level_labels = isinstance(labels, torch.Tensor) and labels.dim() > 1
+        terms: dict[str, torch.Tensor] = {}
+
+        if w["task"] > 0 or w["mlm"] > 0:
+            if getattr(student_out, "loss", None) is None:
+                raise ValueError(
+                    "task_weight/mlm_weight > 0 but the student returned no loss: the batches need a 'labels' column."
+                )
+            terms["mlm" if _is_masked_lm(self.accelerator.unwrap_model(model)) else "task"] = student_out.loss
+        if w["kd"] > 0:
+            row_mask = None
+            if self._token_level_logits:
+                row_mask = (labels != -100) if token_level_labels else mask
+            terms["kd"] = losses.soft_target_loss(
+                logits, teacher_out.logits, self.args.kd_loss, self.args.temperature, row_mask
+            )
+        if need_hidden:
+            projected = self.distillation_heads.projected
+            t_hidden = teacher_out.hidden_states
+            if w["cos"] > 0:
+                terms["cos"] = losses.cosine_hidden_loss(projected["cosine"], t_hidden[-1], mask)
+            if w["emb"] > 0:
+                terms["emb"] = losses.hidden_mse_loss(projected["embedding"], t_hidden[0], mask)
+            if w["hidden"] > 0:
+                terms["hidden"] = sum(
+                    losses.hidden_mse_loss(h_s, t_hidden[g], mask)
+                    for h_s, g in zip(projected["hidden"], self.layer_map)
+                )
+        if w["att"] > 0:
+            s_scores = self._student_scores.scores()
+            t_scores = self._teacher_scores.scores()
+            terms["att"] = sum(
+                losses.attention_score_mse_loss(a_s, t_scores[g - 1], mask)
+                for a_s, g in zip(s_scores, self.layer_map)
+            )
+            self._student_scores.clear()
+            self._teacher_scores.clear()
+
+        scales = self._term_scales(inputs, token_level_labels)
+        loss = sum(w[term] * value * scales[term] for term, value in terms.items())
+        self._record_terms(terms, scales, model.training)
+        if return_outputs and need_hidden and not model.training:
+            # Evaluation gathers every output but the loss as predictions: keep hidden states out of them.
+            student_out = type(student_out)(**{k: v for k, v in student_out.items() if k != "hidden_states"})
+        return (loss, student_out) if return_outputs else loss
+
+    def _record_terms(self, terms: dict[str, torch.Tensor], scales: dict[str, float], training: bool) -> None:
+        if not training or self._window_counts is None:  # evaluation, or a call outside train()
+            return
+        steps = self.current_gradient_accumulation_steps
+        for term, value in terms.items():
+            value = value.detach()
+            if self.args.stop_on_nonfinite_loss and not torch.isfinite(value):
+                raise NonFiniteLossError(
+                    f"The {term} loss (loss_{term}) is {value.item()} at step {self.state.global_step + 1}. "
+                    "Training stopped; the last saved checkpoint is untouched. Lower the learning rate, check "
+                    "the inputs for NaN, or use bf16 instead of fp16."
+                )
+            # Share of the window mean, so a window's shares add up to its mean.
+            share = value.to(torch.float64).cpu() * scales[term] / steps / self._window_scale
+            self._logged_terms[term] = self._logged_terms[term] + share
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.accelerator.gradient_state.sync_gradients:
+            self._logged_steps += 1
+        return loss
+
+    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+        """Adds `loss_<term>` (mean over the optimizer steps since the last log) to training logs."""
+        if "loss" in logs and self._logged_steps > 0:
+            for term, total in self._logged_terms.items():
+                value = total / self._logged_steps
+                if self.accelerator.num_processes > 1:
+                    gathered = self.accelerator.gather(value.to(self.accelerator.device).unsqueeze(0))
+                    # Shares are of the global window mean when counts are averaged across devices.
+                    value = gathered.sum() if self._window_scale > 1 else gathered.mean()
+                logs[f"loss_{term}"] = round(float(value), 6)
+            self._logged_terms.clear()
+            self._logged_steps = 0
+        super().log(logs, start_time)
+
+    # ------------------------------------------------------------------ saving and loading
+
+    def _save(self, output_dir: Optional[str] = None, state_dict=None):
+        """Saves the student alone (loadable with `from_pretrained`), then its heads beside it."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if state_dict is not None:
+            state_dict = {k: v for k, v in state_dict.items() if not k.startswith(f"{HEADS_ATTRIBUTE}.")}
+        super()._save(output_dir, state_dict=state_dict)
+        if self.distillation_heads is not None and self.distillation_heads.has_parameters:
+            save_heads(self.distillation_heads, output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model=model)
+        if self.distillation_heads is not None and self.distillation_heads.has_parameters:
+            load_heads_into(self.distillation_heads, resume_from_checkpoint)
+
+    def _load_best_model(self):
+        super()._load_best_model()
+        if self.distillation_heads is not None and self.distillation_heads.has_parameters:
+            load_heads_into(self.distillation_heads, self.state.best_model_checkpoint)
+
+
+def save_heads(heads: DistillationHeads, output_dir: str) -> None:
+    """Writes `distillation_heads.safetensors` and `distillation_heads.json` into `output_dir`."""
+    os.makedirs(output_dir, exist_ok=True)
+    tensors = {key: value.detach().contiguous().cpu() for key, value in heads.state_dict().items()}
+    safetensors.torch.save_file(tensors, os.path.join(output_dir, HEADS_WEIGHTS_NAME), metadata={"format": "pt"})
+    with open(os.path.join(output_dir, HEADS_CONFIG_NAME), "w") as file:
+        json.dump(heads.config_dict(), file, indent=2)
+
+
+def load_heads_into(heads: DistillationHeads, path: str) -> None:
+    """Loads saved projection heads from a folder (or a `.safetensors` file) into `heads`.
+
+    Raises:
+        FileNotFoundError: When the folder has no heads file, instead of silently starting the
+            projections from scratch.
+        ValueError: When the saved heads do not fit (different widths, layers or losses).
+    """
+    file = path if path.endswith(".safetensors") else os.path.join(path, HEADS_WEIGHTS_NAME)
+    if not os.path.isfile(file):
+        raise FileNotFoundError(
+            f"No projection heads at {file}: the student has learned projections that this folder does not hold. "
+            f"Resume from a checkpoint written by DistillationTrainer (it saves {HEADS_WEIGHTS_NAME}), or remove "
+            "distillation_heads_path to start the projections from scratch."
+        )
+    state = safetensors.torch.load_file(file)
+    expected = heads.state_dict()
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+        raise ValueError(
+            f"The projection heads in {file} do not match this run's (saved: "
+            f"{ {k: tuple(v.shape) for k, v in state.items()} }, expected: "
+            f"{ {k: tuple(v.shape) for k, v in expected.items()} }): check the loss weights, projection and widths."
+        )
+    heads.load_state_dict({k: v.to(expected[k].device, expected[k].dtype) for k, v in state.items()})
+

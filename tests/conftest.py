@@ -1,0 +1,52 @@
+"""Tiny models and data built in code; every test runs offline."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_DISABLED", "true")
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import BertConfig, BertForSequenceClassification
+
+
+def tiny_bert_config(**overrides) -> BertConfig:
+    values = dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        attn_implementation="eager",
+    )
+    values.update(overrides)
+    return BertConfig(**values)
+
+
+def tiny_teacher(seed: int = 0, **overrides) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(tiny_bert_config(**overrides)).eval()
+
+
+def random_classification_dataset(n: int = 32, length: int = 10, seed: int = 0, variable_length: bool = False,
+                                  num_labels: int = 2, vocab_size: int = 99) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    rows = {"input_ids": [], "attention_mask": [], "labels": []}
+    for _ in range(n):
+        size = int(torch.randint(3, length + 1, (1,), generator=g)) if variable_length else length
+        rows["input_ids"].append(torch.randint(5, vocab_size, (size,), generator=g).tolist())
+        rows["attention_mask"].append([1] * size)
+        rows["labels"].append(int(torch.randint(0, num_labels, (1,), generator=g)))
+    return Dataset.from_dict(rows)
+
+
+@pytest.fixture
+def teacher():
+    return tiny_teacher()

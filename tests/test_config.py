@@ -1,0 +1,49 @@
+import pytest
+from transformers import HfArgumentParser
+
+from hf_distill import DistillationConfig
+
+
+def test_presets():
+    distil = DistillationConfig.distilbert(output_dir="x", kd_weight=0.7)
+    assert (distil.temperature, distil.kd_weight, distil.task_weight, distil.cosine_weight) == (2.0, 0.7, 0.5, 1.0)
+    inter = DistillationConfig.tinybert(stage="intermediate", output_dir="x")
+    assert inter.loss_weights == {"task": 0, "kd": 0, "mlm": 0, "cosine": 0, "hidden": 1, "embedding": 1, "attention": 1}
+    pred = DistillationConfig.tinybert(stage="prediction", output_dir="x")
+    assert (pred.kd_weight, pred.kd_loss, pred.temperature, pred.task_weight) == (1.0, "soft_ce", 1.0, 0.0)
+    with pytest.raises(ValueError, match="stage"):
+        DistillationConfig.tinybert(stage="general")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(temperature=0), "temperature"),
+        (dict(kd_weight=-1), "kd_weight"),
+        (dict(kd_loss="js"), "kd_loss"),
+        (dict(projection="none"), "projection"),
+        (dict(task_weight=0, kd_weight=0), "nothing to train"),
+        (dict(layer_map="odd"), "not understood"),
+    ],
+)
+def test_range_checks(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DistillationConfig(output_dir="x", **kwargs)
+
+
+def test_every_field_has_help_and_parses_from_command_line_and_dict():
+    from dataclasses import fields
+
+    own = [f for f in fields(DistillationConfig) if f.name in DistillationConfig.__dataclass_fields__
+           and f.name not in __import__("transformers").TrainingArguments.__dataclass_fields__]
+    assert own and all(f.metadata.get("help") for f in own)
+    parser = HfArgumentParser(DistillationConfig)
+    (args,) = parser.parse_args_into_dataclasses(
+        ["--output_dir", "x", "--layer_map", "2,4,6", "--hidden_weight", "1.5", "--kd_loss", "soft_ce",
+         "--teacher_model_init_kwargs", '{"torch_dtype": "float32"}']
+    )
+    assert args.layer_map == [2, 4, 6] and args.hidden_weight == 1.5 and args.kd_loss == "soft_ce"
+    assert args.teacher_model_init_kwargs == {"torch_dtype": "float32"}
+    (from_dict,) = parser.parse_dict({"output_dir": "x", "layer_map": "last", "attention_weight": 2})
+    assert from_dict.layer_map == "last" and from_dict.attention_weight == 2
+    assert DistillationConfig(output_dir="x", layer_map=[1, 2]).layer_map == [1, 2]
