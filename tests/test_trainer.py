@@ -325,3 +325,19 @@ def test_missing_teacher_is_an_error_but_a_no_teacher_baseline_trains(tmp_path):
                                   train_dataset=random_classification_dataset(16), data_collator=pad_collator)
     trainer.train()
     assert trainer.state.log_history[0]["loss_task"] > 0
+
+
+def test_bf16_autocast_with_huge_logits_stays_finite(tmp_path):
+    teacher = tiny_teacher()
+    with torch.no_grad():
+        teacher.classifier.weight.mul_(1e4)  # logits in the thousands
+    dtypes = []
+    teacher.register_forward_hook(lambda module, args, output: dtypes.append(output.logits.dtype))
+    student = narrow_student(teacher)
+    args = make_args(tmp_path, **ALL_TERMS, bf16=True, max_steps=2)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args,
+                                  train_dataset=random_classification_dataset(16), data_collator=pad_collator)
+    trainer.train()  # NonFiniteLossError would stop it
+    assert dtypes and all(d == torch.bfloat16 for d in dtypes)  # the teacher ran under the same autocast
+    log = trainer.state.log_history[0]
+    assert log["loss_kd"] > 1.0 and math.isfinite(log["loss"])

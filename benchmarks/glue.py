@@ -1,0 +1,128 @@
+"""GLUE distillation results: teacher -> no-teacher baseline, DistilBERT-style and TinyBERT-style students.
+
+Runs the shipped recipes (`recipes/glue/*.yaml`) through `hf-distill train`, one task at a time:
+
+1. teacher: all-MiniLM-L6-v2 (pip-installed weights) fine-tuned on the task;
+2. baseline: 3 of the teacher's 6 layers (0, 2, 4), fine-tuned without a teacher;
+3. DistilBERT-style: the same student, soft targets (T=2) + task + cosine;
+4. TinyBERT-style: the same student, intermediate stage (embedding + hidden + attention, uniform
+   map g(m) = 2m) then prediction stage (soft cross-entropy);
+
+and prints one Markdown table (score, retention = student / teacher). Data: the real GLUE files in
+`../shared/data/glue` (override with --data_dir). Training subsets keep it within CPU time and are
+stated in the table.
+
+    python benchmarks/glue.py --tasks sst2 mrpc stsb --output_dir runs/glue
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import torch
+
+from hf_distill.assets import minilm_l6_v2_path
+from hf_distill.cli import main as hf_distill
+from hf_distill.run import load_results
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPES = os.path.join(ROOT, "recipes", "glue")
+DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "data", "glue")
+# Training examples per task (None = all) and tokens per example, to fit 2 CPU cores.
+TASK_SETTINGS = {
+    "sst2": {"max_train_samples": 4000, "max_seq_length": 64},
+    "mrpc": {"max_train_samples": None, "max_seq_length": 128},
+    "stsb": {"max_train_samples": 4000, "max_seq_length": 128},
+    "qnli": {"max_train_samples": None, "max_seq_length": 128},
+    "wnli": {"max_train_samples": None, "max_seq_length": 128},
+}
+STUDENT = ["--student_layers", "0,2,4", "--student_num_layers", "3"]
+
+
+def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: list[str]) -> dict:
+    settings = TASK_SETTINGS.get(task, {"max_train_samples": None, "max_seq_length": 128})
+    common = ["--task_name", task, "--data_dir", data_dir, "--num_train_epochs", str(epochs),
+              "--max_seq_length", str(settings["max_seq_length"]), "--disable_tqdm", "true",
+              "--save_strategy", "no", "--eval_strategy", "no", "--logging_steps", "50", *extra]
+    if settings["max_train_samples"]:
+        common += ["--max_train_samples", str(settings["max_train_samples"])]
+    out = {name: os.path.join(output_dir, task, name) for name in
+           ("teacher", "baseline", "distilbert", "tinybert-intermediate", "tinybert")}
+    stages = [
+        ("teacher", ["teacher.yaml", "--model_name_or_path", minilm_l6_v2_path(), "--learning_rate", "5e-5"]),
+        ("baseline", ["baseline.yaml", "--model_name_or_path", out["teacher"], *STUDENT]),
+        ("distilbert", ["distilbert.yaml", "--teacher_model_name_or_path", out["teacher"], *STUDENT]),
+        ("tinybert-intermediate", ["tinybert_intermediate.yaml", "--teacher_model_name_or_path", out["teacher"],
+                                   *STUDENT]),
+        ("tinybert", ["tinybert_prediction.yaml", "--teacher_model_name_or_path", out["teacher"],
+                      "--student_model_name_or_path", out["tinybert-intermediate"]]),
+    ]
+    minutes = {}
+    for name, (recipe, *overrides) in stages:
+        start = time.time()
+        code = hf_distill(["train", os.path.join(RECIPES, recipe), *common, *overrides, "--output_dir", out[name]])
+        if code != 0:
+            raise SystemExit(f"stage {name} of {task} failed with exit code {code}")
+        minutes[name] = round((time.time() - start) / 60, 1)
+    results = {name: load_results(path) for name, path in out.items()}
+    teacher_score = results["teacher"]["student"]["score"]
+    row = {
+        "task": task,
+        "train_examples": results["teacher"]["data"]["train_examples"],
+        "eval_examples": results["teacher"]["data"]["eval_examples"],
+        "max_seq_length": settings["max_seq_length"],
+        "teacher": teacher_score,
+        "minutes": minutes,
+    }
+    for name in ("baseline", "distilbert", "tinybert"):
+        score = results[name]["student"]["score"]
+        row[name] = score
+        row[f"{name}_retention"] = round(100 * score / teacher_score, 1)
+    row["teacher_parameters"] = results["teacher"]["student"]["parameters"]
+    row["student_parameters"] = results["distilbert"]["student"]["parameters"]
+    return row
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| task (metric) | train examples | teacher (6L) | student, no teacher (3L) | DistilBERT-style (3L) | "
+        "TinyBERT-style (3L) |",
+        "|---|---|---|---|---|---|",
+    ]
+    metric = {"sst2": "acc", "mrpc": "acc/F1 mean", "stsb": "Pearson/Spearman mean", "qnli": "acc", "wnli": "acc"}
+    for row in rows:
+        cells = [f"{row['task']} ({metric.get(row['task'], 'score')})", f"{row['train_examples']:,}",
+                 f"{100 * row['teacher']:.2f}"]
+        for name in ("baseline", "distilbert", "tinybert"):
+            cells.append(f"{100 * row[name]:.2f} ({row[f'{name}_retention']:.1f}%)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc", "stsb"])
+    parser.add_argument("--data_dir", default=DEFAULT_DATA)
+    parser.add_argument("--output_dir", default="runs/glue")
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("extra", nargs="*", help="Further `hf-distill train` flags for every stage, after --.")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    rows = []
+    for task in args.tasks:
+        rows.append(run_task(task, args.data_dir, args.output_dir, args.epochs, args.extra))
+        with open(os.path.join(args.output_dir, "summary.json"), "w") as file:
+            json.dump(rows, file, indent=2)
+    print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+          f"{torch.__version__}, python {sys.version.split()[0]}")
+    print("Scores x100 on the GLUE dev set; (retention = student / teacher).\n")
+    print(markdown_table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""One recipe run: build the models and data, train with `DistillationTrainer`, evaluate, report.
+
+`run_recipe(model_args, data_args, config)` is what `hf-distill train` calls. It writes the
+student (plain `from_pretrained` folder), its projection heads if any, and `results.json` into
+`config.output_dir`, and returns the results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Optional
+
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+from .arguments import DataArguments, ModelArguments
+from .config import DistillationConfig
+from .reporting import count_parameters, format_results_table, retention, weights_size_mb
+from .students import create_student
+from .tasks import TaskData, load_task_data
+from .trainer import DistillationTrainer
+
+RESULTS_NAME = "results.json"
+
+
+def _load_kwargs(model_args: ModelArguments) -> dict[str, Any]:
+    return {
+        "attn_implementation": model_args.attn_implementation,
+        "trust_remote_code": model_args.trust_remote_code,
+        "use_safetensors": model_args.use_safetensors,
+    }
+
+
+def _check_exists(path: Optional[str], what: str) -> None:
+    if path and (path.startswith((".", "/", "~")) or path.count("/") > 1) and not os.path.isdir(path):
+        raise FileNotFoundError(f"The {what} {path!r} does not exist: pass a folder saved with save_pretrained.")
+
+
+def load_classifier(path: str, task: TaskData, model_args: ModelArguments, what: str) -> PreTrainedModel:
+    """Loads a sequence classifier for the task.
+
+    A model already fine-tuned as a classifier must have the task's label space and order; a
+    pretrained encoder gets a new head with the task's labels.
+    """
+    _check_exists(path, what)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
+    if any(name.endswith("ForSequenceClassification") for name in config.architectures or []):
+        if config.num_labels != task.num_labels:
+            raise ValueError(
+                f"The {what} at {path} predicts {config.num_labels} labels but task {task.name} has "
+                f"{task.num_labels}: use a model fine-tuned on {task.name}."
+            )
+        saved = {int(k): v for k, v in config.id2label.items()}
+        unnamed = all(name == f"LABEL_{index}" for index, name in saved.items())
+        if task.id2label is not None and unnamed:  # default names carry no order: give it the task's
+            return AutoModelForSequenceClassification.from_pretrained(
+                path, **_load_kwargs(model_args), **_label_config(task)
+            )
+        if task.id2label is not None and saved != task.id2label:
+            raise ValueError(
+                f"The {what} at {path} has labels {dict(config.id2label)} but task {task.name} uses "
+                f"{task.id2label}: fine-tune it with this task's label order."
+            )
+        return AutoModelForSequenceClassification.from_pretrained(path, **_load_kwargs(model_args))
+    return AutoModelForSequenceClassification.from_pretrained(path, **_load_kwargs(model_args), **_label_config(task))
+
+
+def _label_config(task: TaskData) -> dict[str, Any]:
+    if task.label_names is None:
+        return {"num_labels": 1, "problem_type": "regression"}
+    return {
+        "num_labels": task.num_labels,
+        "id2label": task.id2label,
+        "label2id": {label: index for index, label in task.id2label.items()},
+    }
+
+
+def build_student(model_args: ModelArguments, task: TaskData, teacher: Optional[PreTrainedModel]) -> PreTrainedModel:
+    """The student: a ready one, or one built with `create_student` from the base (or the teacher)."""
+    if model_args.student_model_name_or_path:
+        return load_classifier(model_args.student_model_name_or_path, task, model_args, "student")
+    if model_args.model_name_or_path:
+        base = load_classifier(model_args.model_name_or_path, task, model_args, "model")
+    elif teacher is not None:
+        base = teacher
+    else:
+        raise ValueError("Nothing to train: set model_name_or_path, student_model_name_or_path or a teacher.")
+    reshape = (
+        model_args.layer_list is not None
+        or model_args.student_num_layers is not None
+        or model_args.student_hidden_size is not None
+    )
+    if not reshape:
+        return base
+    return create_student(
+        base,
+        layers=model_args.layer_list,
+        num_layers=model_args.student_num_layers,
+        hidden_size=model_args.student_hidden_size,
+        intermediate_size=model_args.student_intermediate_size,
+        num_attention_heads=model_args.student_num_attention_heads,
+    )
+
+
+def evaluate_model(model: PreTrainedModel, task: TaskData, tokenizer, config: DistillationConfig) -> dict[str, dict]:
+    """Task metrics of `model` on every evaluation split, with Trainer's evaluation loop."""
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(
+            output_dir=scratch,
+            per_device_eval_batch_size=config.per_device_eval_batch_size,
+            report_to=[],
+            use_cpu=config.use_cpu,
+            disable_tqdm=config.disable_tqdm,
+            dataloader_num_workers=config.dataloader_num_workers,
+        )
+        evaluator = Trainer(
+            model=model,
+            args=args,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=task.compute_metrics,
+        )
+        return {split: evaluator.evaluate(dataset) for split, dataset in task.evaluation.items()}
+
+
+def _describe(model: PreTrainedModel, path: Optional[str], metrics: dict[str, dict], task: TaskData) -> dict:
+    first = next(iter(metrics.values())) if metrics else {}
+    return {
+        "path": path,
+        "architecture": type(model).__name__,
+        "num_layers": model.config.num_hidden_layers,
+        "hidden_size": model.config.hidden_size,
+        "parameters": count_parameters(model),
+        "size_mb": weights_size_mb(path) if path else None,
+        "score": task.score(first) if first else None,
+        "metrics": metrics,
+    }
+
+
+def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: DistillationConfig) -> dict:
+    """Trains, saves and evaluates one recipe; writes and returns `results.json`.
+
+    Args:
+        model_args (`ModelArguments`): Which models.
+        data_args (`DataArguments`): Which data.
+        config (`DistillationConfig`): Loss weights and every `TrainingArguments` option.
+
+    Returns:
+        `dict`: The results (task, teacher, student, retention, recipe, training metrics).
+    """
+    set_seed(config.seed)
+    teacher_path = config.teacher_model_name_or_path
+    tokenizer_path = (
+        model_args.tokenizer_name
+        or teacher_path
+        or model_args.student_model_name_or_path
+        or model_args.model_name_or_path
+    )
+    if tokenizer_path is None:
+        raise ValueError("Set teacher_model_name_or_path or model_name_or_path: there is no model to train.")
+    _check_exists(tokenizer_path, "tokenizer folder")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=model_args.trust_remote_code)
+    task = load_task_data(data_args, tokenizer, seed=config.data_seed or config.seed)
+    if task.train is None:
+        raise ValueError(f"Task {task.name} has no training split here: give data with a train.tsv or train_file.")
+    if not task.evaluation:
+        raise ValueError(f"Task {task.name} has no evaluation split: give a dev file or validation_file.")
+
+    teacher = load_classifier(teacher_path, task, model_args, "teacher") if teacher_path else None
+    student = build_student(model_args, task, teacher)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=config,
+        train_dataset=task.train,
+        eval_dataset=next(iter(task.evaluation.values())),
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=task.compute_metrics,
+    )
+    train_output = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.save_model()
+    if not trainer.is_world_process_zero():
+        return {}
+
+    student_metrics = {split: trainer.evaluate(dataset) for split, dataset in task.evaluation.items()}
+    results: dict[str, Any] = {
+        "task": task.name,
+        "student": _describe(student, config.output_dir, student_metrics, task),
+        "train": {**train_output.metrics, "global_step": train_output.global_step},
+        "recipe": {
+            "loss_weights": {k: v for k, v in config.loss_weights.items() if v > 0},
+            "temperature": config.temperature,
+            "kd_loss": config.kd_loss,
+            "layer_map": trainer.layer_map,
+            "projection": config.projection if trainer.distillation_heads is not None else None,
+            "learning_rate": config.learning_rate,
+            "num_train_epochs": config.num_train_epochs,
+            "max_steps": config.max_steps,
+            "per_device_train_batch_size": config.per_device_train_batch_size,
+            "gradient_accumulation_steps": config.gradient_accumulation_steps,
+            "seed": config.seed,
+        },
+        "data": {
+            "task_name": data_args.task_name,
+            "data_dir": data_args.data_dir,
+            "train_examples": len(task.train),
+            "eval_examples": {split: len(ds) for split, ds in task.evaluation.items()},
+            "max_seq_length": data_args.max_seq_length,
+        },
+        "base_model": teacher_path or model_args.model_name_or_path,
+    }
+    if teacher is not None:
+        results["teacher"] = _describe(teacher, teacher_path, evaluate_model(teacher, task, tokenizer, config), task)
+        results["retention_percent"] = retention(results["student"]["score"], results["teacher"]["score"])
+        if results["student"]["parameters"]:
+            results["compression"] = round(results["teacher"]["parameters"] / results["student"]["parameters"], 2)
+    with open(os.path.join(config.output_dir, RESULTS_NAME), "w") as file:
+        json.dump(results, file, indent=2, default=str)
+    print("\n" + format_results_table(results) + "\n")
+    return results
+
+
+def load_results(model_dir: str) -> dict:
+    """Reads the `results.json` of a run folder."""
+    with open(os.path.join(model_dir, RESULTS_NAME)) as file:
+        return json.load(file)
+

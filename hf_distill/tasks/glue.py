@@ -1,0 +1,435 @@
+"""GLUE: the nine tasks, their data and their official metrics.
+
+Data comes from one of three places, always in the schema of the Hub dataset `nyu-mll/glue` (the task's
+text columns, `label` as a `ClassLabel` or a `float32` score for STS-B, and `idx`):
+
+- a local folder in the original GLUE release layout (`<data_dir>/SST-2/train.tsv`, `dev.tsv`, MNLI's
+  `dev_matched.tsv`/`dev_mismatched.tsv`), read with `csv` and quoting off, since GLUE sentences contain
+  bare quotes, and with MRPC's UTF-8 byte-order mark removed;
+- CSV or JSON(L) files that already use the Hub's column names;
+- the Hub itself.
+
+Metrics come from `evaluate`'s `glue` module when the Hub is reachable and otherwise from the copy this
+package ships in `hf_distill/metrics/glue`. Both return the same keys.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
+from transformers import EvalPrediction, PreTrainedTokenizerBase
+
+METRIC_SCRIPT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "metrics", "glue")
+"""Folder of the shipped `evaluate` metric script (`glue.py`), for `evaluate.load(METRIC_SCRIPT_DIR, name)`."""
+
+HUB_DATASET = "nyu-mll/glue"
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    """One GLUE task.
+
+    Attributes:
+        name (`str`): Config name on the Hub (`"cola"`, `"sst2"`, `"mrpc"`, `"stsb"`, `"qqp"`, `"mnli"`,
+            `"qnli"`, `"rte"`, `"wnli"`).
+        text_columns (`tuple[str, ...]`): Text column(s), named as in `nyu-mll/glue`.
+        label_names (`tuple[str, ...]`, *optional*): Class names in the Hub's order; `None` for STS-B,
+            whose label is a similarity score from 0 to 5.
+        metric_names (`tuple[str, ...]`): The keys the task's metric returns.
+        eval_splits (`tuple[str, ...]`): Evaluation splits; MNLI has a matched and a mismatched one.
+        tsv_dir (`str`): Folder name of the task in the original GLUE release (`"SST-2"`, ...).
+    """
+
+    name: str
+    text_columns: tuple[str, ...]
+    label_names: Optional[tuple[str, ...]]
+    metric_names: tuple[str, ...]
+    eval_splits: tuple[str, ...]
+    tsv_dir: str
+
+    @property
+    def is_regression(self) -> bool:
+        """Whether the label is a score (STS-B) rather than a class."""
+        return self.label_names is None
+
+    @property
+    def num_labels(self) -> int:
+        """Number of model outputs: 1 for STS-B, else the number of classes."""
+        return 1 if self.label_names is None else len(self.label_names)
+
+    @property
+    def features(self) -> Features:
+        """The Hub's schema for this task: text columns, `label` and `idx`."""
+        label = Value("float32") if self.is_regression else ClassLabel(names=list(self.label_names))
+        return Features({**{column: Value("string") for column in self.text_columns}, "label": label,
+                         "idx": Value("int32")})
+
+
+_VALIDATION = ("validation",)
+GLUE_TASKS: dict[str, GlueTask] = {
+    task.name: task
+    for task in (
+        GlueTask("cola", ("sentence",), ("unacceptable", "acceptable"), ("matthews_correlation",), _VALIDATION,
+                 "CoLA"),
+        GlueTask("sst2", ("sentence",), ("negative", "positive"), ("accuracy",), _VALIDATION, "SST-2"),
+        GlueTask("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), ("accuracy", "f1"),
+                 _VALIDATION, "MRPC"),
+        GlueTask("stsb", ("sentence1", "sentence2"), None, ("pearson", "spearmanr"), _VALIDATION, "STS-B"),
+        GlueTask("qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), ("accuracy", "f1"),
+                 _VALIDATION, "QQP"),
+        GlueTask("mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), ("accuracy",),
+                 ("validation_matched", "validation_mismatched"), "MNLI"),
+        GlueTask("qnli", ("question", "sentence"), ("entailment", "not_entailment"), ("accuracy",), _VALIDATION,
+                 "QNLI"),
+        GlueTask("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), ("accuracy",), _VALIDATION,
+                 "RTE"),
+        GlueTask("wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"), ("accuracy",), _VALIDATION,
+                 "WNLI"),
+    )
+}
+"""The nine GLUE tasks by Hub config name."""
+
+# Where each field sits in the release's TSV files: a header name, or a column index for CoLA (no header).
+_TSV_COLUMNS: dict[str, dict[str, Union[str, int]]] = {
+    "cola": {"sentence": 3, "label": 1},
+    "sst2": {"sentence": "sentence", "label": "label"},
+    "mrpc": {"sentence1": "#1 String", "sentence2": "#2 String", "label": "Quality"},
+    "stsb": {"sentence1": "sentence1", "sentence2": "sentence2", "label": "score"},
+    "qqp": {"question1": "question1", "question2": "question2", "label": "is_duplicate"},
+    "mnli": {"premise": "sentence1", "hypothesis": "sentence2", "label": "gold_label"},
+    "qnli": {"question": "question", "sentence": "sentence", "label": "label"},
+    "rte": {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"},
+    "wnli": {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"},
+}
+_COLA_WIDTH = 4  # source, label, original judgement, sentence
+_SPLIT_FILES = {
+    "train": "train.tsv",
+    "validation": "dev.tsv",
+    "validation_matched": "dev_matched.tsv",
+    "validation_mismatched": "dev_mismatched.tsv",
+}
+
+
+def get_glue_task(name: Union[str, GlueTask]) -> GlueTask:
+    """Looks a task up by its Hub name or its release name, in any case (`"sst2"`, `"SST-2"`, `"sts-b"`).
+
+    Args:
+        name (`str` or `GlueTask`): The task name; a `GlueTask` is returned as it is.
+
+    Returns:
+        `GlueTask`.
+
+    Raises:
+        ValueError: For an unknown name, listing the valid ones.
+    """
+    if isinstance(name, GlueTask):
+        return name
+    key = str(name).strip().lower().replace("-", "").replace("_", "")
+    if key not in GLUE_TASKS:
+        raise ValueError(
+            f"Unknown GLUE task {name!r}. Valid names: {', '.join(GLUE_TASKS)} "
+            "(release spellings such as 'SST-2' or 'STS-B' also work)."
+        )
+    return GLUE_TASKS[key]
+
+
+def _parse_label(task: GlueTask, raw: str, where: str) -> Union[int, float]:
+    raw = raw.strip()
+    if task.is_regression:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{where}: score {raw!r} is not a number.") from None
+    if raw in task.label_names:
+        return task.label_names.index(raw)
+    if raw.isdigit() and int(raw) < task.num_labels:
+        return int(raw)
+    raise ValueError(
+        f"{where}: unknown label {raw!r} for {task.name}; expected one of {list(task.label_names)} "
+        f"or an index below {task.num_labels}."
+    )
+
+
+def read_glue_tsv(path: str, task: Union[GlueTask, str]) -> list[dict]:
+    """Reads one file of the original GLUE release into rows of the Hub's schema.
+
+    Quoting is off (GLUE sentences contain bare `"`), a UTF-8 byte-order mark is dropped (MRPC's header
+    starts with one), and text fields are stripped of surrounding whitespace (SST-2 keeps a trailing space).
+    Blank lines are skipped.
+
+    Args:
+        path (`str`): A `train.tsv`, `dev.tsv`, `dev_matched.tsv` or `dev_mismatched.tsv` file.
+        task (`GlueTask` or `str`): The task the file belongs to.
+
+    Returns:
+        `list[dict]`: One dict per row with the task's text columns, `label` (class index, or float score
+        for STS-B) and `idx` (the row's position).
+
+    Raises:
+        ValueError: For a header that lacks a needed column, a row with the wrong number of fields, or an
+            unknown label; the message names the file and line.
+    """
+    task = get_glue_task(task)
+    columns = _TSV_COLUMNS[task.name]
+    with open(path, encoding="utf-8-sig", newline="") as file:
+        reader = csv.reader(file, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if all(isinstance(column, int) for column in columns.values()):
+            header, width, positions = None, _COLA_WIDTH, dict(columns)
+        else:
+            header = next(reader, None)
+            if header is None:
+                raise ValueError(f"{path} is empty; expected a {task.tsv_dir} file with a header line.")
+            missing = [column for column in columns.values() if column not in header]
+            if missing:
+                raise ValueError(
+                    f"{path}, line 1: the header {header} lacks the column(s) {missing}; "
+                    f"is this a {task.tsv_dir} file from the original GLUE release?"
+                )
+            width, positions = len(header), {field: header.index(column) for field, column in columns.items()}
+        rows = []
+        for fields in reader:
+            if not fields:
+                continue
+            where = f"{path}, line {reader.line_num}"
+            if len(fields) != width:
+                raise ValueError(
+                    f"{where}: {len(fields)} tab-separated fields, expected {width}. Check that the file is an "
+                    "unmodified GLUE release file (tab-separated, read with quoting off) and fix or drop the row."
+                )
+            row = {field: fields[pos].strip() for field, pos in positions.items() if field != "label"}
+            row["label"] = _parse_label(task, fields[positions["label"]], where)
+            row["idx"] = len(rows)
+            rows.append(row)
+    return rows
+
+
+def _check_and_cast_labels(dataset: Dataset, task: GlueTask, source: str) -> Dataset:
+    """Gives a CSV/JSON split the Hub's label feature, checking the values first."""
+    if task.is_regression:
+        return dataset.cast_column("label", Value("float32"))
+    found = dataset.unique("label")
+    if dataset.features["label"].dtype == "string":
+        bad = [value for value in found if value not in task.label_names]
+    else:
+        bad = [value for value in found if not (float(value).is_integer() and 0 <= int(value) < task.num_labels)]
+    if bad:
+        raise ValueError(
+            f"{source}: unknown label(s) {sorted(map(str, bad))} for {task.name}; use the names "
+            f"{list(task.label_names)} or their indices 0..{task.num_labels - 1}."
+        )
+    return dataset.cast_column("label", ClassLabel(names=list(task.label_names)))
+
+
+def _load_data_files(task: GlueTask, data_files: dict[str, str], cache_dir: Optional[str]) -> DatasetDict:
+    kinds = {}
+    for split, path in data_files.items():
+        extension = os.path.splitext(path)[1].lower()
+        if extension not in (".csv", ".json", ".jsonl"):
+            raise ValueError(
+                f"data_files[{split!r}] = {path!r}: expected a .csv, .json or .jsonl file. For the original "
+                "GLUE .tsv files pass `data_dir` instead."
+            )
+        kinds[split] = "csv" if extension == ".csv" else "json"
+    if len(set(kinds.values())) > 1:
+        raise ValueError(f"data_files mixes CSV and JSON files ({data_files}); convert them to one format.")
+    dataset = load_dataset(next(iter(kinds.values())), data_files=data_files, cache_dir=cache_dir)
+    for split, part in dataset.items():
+        missing = [column for column in (*task.text_columns, "label") if column not in part.column_names]
+        if missing:
+            raise ValueError(
+                f"{data_files[split]} lacks the column(s) {missing} that {task.name} needs; "
+                f"found {part.column_names}. Rename the columns to {[*task.text_columns, 'label']}."
+            )
+        dataset[split] = _check_and_cast_labels(part, task, data_files[split])
+    return dataset
+
+
+def _subset(dataset: Dataset, size: Optional[int], seed: int) -> Dataset:
+    if size is None or size >= len(dataset):
+        return dataset
+    return dataset.shuffle(seed=seed).select(range(size))
+
+
+def load_glue(
+    task: Union[GlueTask, str],
+    data_dir: Optional[str] = None,
+    data_files: Optional[dict[str, str]] = None,
+    cache_dir: Optional[str] = None,
+    max_train_samples: Optional[int] = None,
+    max_eval_samples: Optional[int] = None,
+    seed: int = 42,
+) -> DatasetDict:
+    """Loads a GLUE task from release files, CSV/JSON files, or the Hub (`nyu-mll/glue`), in that order.
+
+    Args:
+        task (`GlueTask` or `str`): The task.
+        data_dir (`str`, *optional*):
+            Folder in the original GLUE release layout: `<data_dir>/<tsv_dir>/train.tsv` and `dev.tsv`
+            (MNLI: `dev_matched.tsv`, `dev_mismatched.tsv`). Splits whose file is absent are left out.
+        data_files (`dict[str, str]`, *optional*):
+            Split name (`"train"`, `"validation"`, ...) -> CSV or JSON(L) file with the task's text columns
+            and `label` (class names or indices; scores for STS-B).
+        cache_dir (`str`, *optional*): `datasets` cache folder for the Hub and CSV/JSON loaders.
+        max_train_samples (`int`, *optional*): Keep a seeded random subset of this size of `train`.
+        max_eval_samples (`int`, *optional*): Keep a seeded random subset of this size of each other split.
+        seed (`int`, defaults to 42): Seed of the subsets.
+
+    Returns:
+        `DatasetDict`: `train` and the task's evaluation splits that exist, with the Hub's columns.
+
+    Raises:
+        FileNotFoundError: When `data_dir` holds none of the task's files.
+        ValueError: For malformed files, unknown labels, or CSV/JSON files that lack a column.
+    """
+    task = get_glue_task(task)
+    if data_dir is not None:
+        folder = os.path.join(data_dir, task.tsv_dir)
+        paths = {split: os.path.join(folder, _SPLIT_FILES[split]) for split in ("train", *task.eval_splits)}
+        splits = {
+            split: Dataset.from_list(read_glue_tsv(path, task), features=task.features)
+            for split, path in paths.items()
+            if os.path.isfile(path)
+        }
+        if not splits:
+            raise FileNotFoundError(
+                f"No {task.name} data in {data_dir!r}: expected the original GLUE release layout, e.g. "
+                f"{list(paths.values())}."
+            )
+        dataset = DatasetDict(splits)
+    elif data_files:
+        dataset = _load_data_files(task, data_files, cache_dir)
+    else:
+        dataset = load_dataset(HUB_DATASET, task.name, cache_dir=cache_dir)
+        dataset = DatasetDict({split: part for split, part in dataset.items()
+                               if split == "train" or split in task.eval_splits})
+    return DatasetDict({
+        split: _subset(part, max_train_samples if split == "train" else max_eval_samples, seed)
+        for split, part in dataset.items()
+    })
+
+
+def tokenize_glue(
+    dataset_dict: DatasetDict,
+    task: Union[GlueTask, str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int = 128,
+    padding: Union[bool, str] = False,
+) -> DatasetDict:
+    """Tokenizes the text column(s), as a pair when there are two, for `Trainer`.
+
+    Args:
+        dataset_dict (`DatasetDict`): From `load_glue`.
+        task (`GlueTask` or `str`): The task.
+        tokenizer (`PreTrainedTokenizerBase`): The model's tokenizer.
+        max_length (`int`, defaults to 128): Truncation length in tokens.
+        padding (`bool` or `str`, defaults to `False`):
+            Passed to the tokenizer; the default leaves padding to the data collator.
+
+    Returns:
+        `DatasetDict`: The tokenizer's columns plus `labels` (class index, or `float32` score for STS-B);
+        the text columns and `idx` are removed.
+    """
+    task = get_glue_task(task)
+
+    def encode(batch):
+        return tokenizer(*(batch[column] for column in task.text_columns), truncation=True,
+                         max_length=max_length, padding=padding)
+
+    encoded = {}
+    for split, part in dataset_dict.items():
+        drop = [column for column in (*task.text_columns, "idx") if column in part.column_names]
+        part = part.map(encode, batched=True, remove_columns=drop)
+        if "label" in part.column_names:
+            if task.is_regression:
+                part = part.cast_column("label", Value("float32"))
+            part = part.rename_column("label", "labels")
+        encoded[split] = part
+    return DatasetDict(encoded)
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def glue_metric(task: Union[GlueTask, str], prefer_hub: bool = True):
+    """The task's `evaluate` metric: the Hub's `glue` module when reachable, else the shipped copy.
+
+    Args:
+        task (`GlueTask` or `str`): The task.
+        prefer_hub (`bool`, defaults to `True`):
+            Try `evaluate.load("glue", task.name)` first. It is skipped when `HF_HUB_OFFLINE` or
+            `HF_EVALUATE_OFFLINE` is set, and any error from it falls back to the shipped script.
+
+    Returns:
+        `evaluate.EvaluationModule`, whose `compute(predictions=..., references=...)` returns
+        `task.metric_names`.
+    """
+    import evaluate
+
+    task = get_glue_task(task)
+    offline = _env_true("HF_HUB_OFFLINE") or _env_true("HF_EVALUATE_OFFLINE")
+    if prefer_hub and not offline:
+        try:
+            return evaluate.load("glue", task.name)
+        except Exception:  # noqa: BLE001 - an unreachable or failing Hub falls back to the shipped copy
+            pass
+    return evaluate.load(METRIC_SCRIPT_DIR, task.name)
+
+
+def build_compute_metrics(task: Union[GlueTask, str]) -> Callable[[EvalPrediction], dict]:
+    """Builds `compute_metrics` for `Trainer`: argmax of the logits for classes, the raw output for STS-B.
+
+    Args:
+        task (`GlueTask` or `str`): The task.
+
+    Returns:
+        `Callable[[EvalPrediction], dict[str, float]]`: Maps predictions to the task's metrics.
+    """
+    task = get_glue_task(task)
+    metric = glue_metric(task)
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions
+        logits = np.asarray(logits[0] if isinstance(logits, (tuple, list)) else logits)
+        labels = np.asarray(prediction.label_ids)
+        if task.is_regression:
+            if logits.ndim > 1 and logits.shape[-1] != 1:
+                raise ValueError(f"stsb expects one output per example, got predictions of shape {logits.shape}.")
+            predictions, labels = logits.reshape(-1), labels.reshape(-1)
+        else:
+            predictions = np.argmax(logits, axis=-1)
+        values = metric.compute(predictions=predictions, references=labels)
+        return {key: float(value) for key, value in values.items()}
+
+    return compute_metrics
+
+
+def primary_score(task: Union[GlueTask, str], metrics: dict) -> float:
+    """The single number used for retention: the mean of the task's metrics, as GLUE's leaderboard does.
+
+    MRPC and QQP average accuracy and F1, STS-B averages Pearson and Spearman; the other tasks have one
+    metric. Keys may carry `Trainer`'s `eval_` prefix.
+
+    Args:
+        task (`GlueTask` or `str`): The task.
+        metrics (`dict`): Metric values, e.g. from `compute_metrics` or `Trainer.evaluate()`.
+
+    Returns:
+        `float`.
+
+    Raises:
+        KeyError: When one of the task's metrics is missing.
+    """
+    task = get_glue_task(task)
+    values = []
+    for name in task.metric_names:
+        key = next((key for key in (name, f"eval_{name}") if key in metrics), None)
+        if key is None:
+            raise KeyError(f"{task.name} needs the metric {name!r} (or 'eval_{name}'); got {sorted(metrics)}.")
+        values.append(float(metrics[key]))
+    return sum(values) / len(values)

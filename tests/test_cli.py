@@ -1,0 +1,106 @@
+import json
+import os
+
+import pytest
+import yaml
+from transformers import AutoModelForSequenceClassification, BertTokenizerFast
+
+from hf_distill.cli import main
+from hf_distill.recipes import RecipeError, parse_recipe
+from tests.conftest import tiny_bert_config
+
+RECIPES = os.path.join(os.path.dirname(__file__), "..", "recipes")
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def test_command_line_flags_override_the_file(tmp_path):
+    recipe = write(tmp_path / "r.yaml", "task_name: mrpc\nlearning_rate: 1.0e-4\nlayer_map: [2, 4, 6]\n"
+                                        "hidden_weight: 1.0\nreport_to: none\noutput_dir: out\n")
+    model_args, data_args, config = parse_recipe(recipe, ["--learning_rate", "3e-5", "--student_layers", "0,2"])
+    assert config.learning_rate == 3e-5 and data_args.task_name == "mrpc"
+    assert config.layer_map == [2, 4, 6] and model_args.layer_list == [0, 2]
+    assert config.hidden_weight == 1.0 and config.report_to == []
+
+
+@pytest.mark.parametrize("text, overrides, key", [
+    ("task_name: sst2\nlearning_rat: 0.1\n", [], "learning_rat"),
+    ("task_name: sst2\n", ["--kd_wieght", "1"], "kd_wieght"),
+])
+def test_unknown_keys_are_named_with_a_suggestion(tmp_path, text, overrides, key):
+    recipe = write(tmp_path / "r.yaml", text)
+    with pytest.raises(RecipeError, match=rf"Unknown key '{key}'.*Did you mean"):
+        parse_recipe(recipe, overrides)
+
+
+def test_recipe_values_are_type_checked_like_flags(tmp_path, capsys):
+    recipe = write(tmp_path / "r.yaml", "temperature: warm\n")
+    with pytest.raises(RecipeError):
+        parse_recipe(recipe)
+    assert "temperature" in capsys.readouterr().err
+
+
+def test_shipped_recipes_parse():
+    names = sorted(os.listdir(os.path.join(RECIPES, "glue")))
+    assert {"teacher.yaml", "baseline.yaml", "distilbert.yaml", "tinybert_intermediate.yaml",
+            "tinybert_prediction.yaml"} <= set(names)
+    for name in names:
+        _, _, config = parse_recipe(os.path.join(RECIPES, "glue", name), ["--output_dir", "x"])
+        assert any(v > 0 for v in config.loss_weights.values())
+
+
+def test_help_lists_every_option_with_its_help(capsys):
+    assert main(["--help"]) == 0
+    assert "train" in capsys.readouterr().out
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    for option in ("--attention_weight", "--student_layers", "--max_train_samples", "--learning_rate"):
+        assert option in out
+    assert "pre-softmax attention-score" in out
+
+
+def test_unknown_key_exits_with_code_2_and_a_message(tmp_path, capsys):
+    recipe = write(tmp_path / "r.yaml", "tempreature: 2\n")
+    assert main(["train", recipe]) == 2
+    assert "Unknown key 'tempreature'" in capsys.readouterr().err
+
+
+def tiny_tokenizer(path):
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(30)] + ["good", "bad"]
+    (path / "vocab.txt").parent.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("\n".join(vocab))
+    return BertTokenizerFast(vocab_file=str(path / "vocab.txt"))
+
+
+def test_teacher_then_distilled_student_end_to_end_on_glue_layout(tmp_path):
+    """A real recipe run through the command: GLUE-layout data, a teacher run, then a student run."""
+    tokenizer = tiny_tokenizer(tmp_path / "tok")
+    base = tmp_path / "base"
+    AutoModelForSequenceClassification.from_config(tiny_bert_config(vocab_size=len(tokenizer))).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    rows = [("good w1 w2", 1), ("bad w3", 0), ("w4 good", 1), ("bad bad w5", 0)] * 4
+    body = "sentence\tlabel\n" + "".join(f"{s} \t{label}\n" for s, label in rows)
+    write(tmp_path / "glue" / "SST-2" / "train.tsv", body)
+    write(tmp_path / "glue" / "SST-2" / "dev.tsv", body)
+    common = ["--task_name", "sst2", "--data_dir", str(tmp_path / "glue"), "--max_steps", "3",
+              "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu", "true",
+              "--save_strategy", "no", "--disable_tqdm", "true"]
+    teacher_dir, student_dir = str(tmp_path / "teacher"), str(tmp_path / "student")
+    recipe_dir = os.path.join(RECIPES, "glue")
+    assert main(["train", os.path.join(recipe_dir, "teacher.yaml"), *common, "--model_name_or_path", str(base),
+                 "--output_dir", teacher_dir, "--eval_strategy", "no"]) == 0
+    assert main(["train", os.path.join(recipe_dir, "distilbert.yaml"), *common,
+                 "--teacher_model_name_or_path", teacher_dir, "--student_num_layers", "2",
+                 "--output_dir", student_dir, "--eval_strategy", "no"]) == 0
+    results = json.load(open(os.path.join(student_dir, "results.json")))
+    assert results["task"] == "sst2" and results["student"]["num_layers"] == 2
+    assert results["teacher"]["num_layers"] == 4
+    assert results["student"]["parameters"] < results["teacher"]["parameters"]
+    assert 0.0 <= results["student"]["score"] <= 1.0 and "retention_percent" in results
+    assert results["recipe"]["loss_weights"] == {"task": 0.5, "kd": 0.5, "cosine": 1.0}
+    student = AutoModelForSequenceClassification.from_pretrained(student_dir)
+    assert student.config.id2label == {0: "negative", 1: "positive"}
