@@ -85,6 +85,19 @@ def _label_config(task: TaskData) -> dict[str, Any]:
     }
 
 
+def check_same_tokenizer(tokenizer, other_path: str, what: str) -> None:
+    """Refuses a model folder whose saved tokenizer maps tokens to ids differently from `tokenizer`."""
+    if not any(os.path.isfile(os.path.join(other_path, f)) for f in ("tokenizer.json", "vocab.txt", "vocab.json")):
+        return  # no tokenizer saved with it: the teacher's is used
+    other = AutoTokenizer.from_pretrained(other_path)
+    if other.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(
+            f"The {what} at {other_path} was saved with a different tokenizer than the teacher's "
+            f"({len(other)} vs {len(tokenizer)} tokens, or different ids): teacher and student must share one "
+            "tokenizer. Build the student from the teacher (student_layers / student_num_layers)."
+        )
+
+
 def build_student(model_args: ModelArguments, task: TaskData, teacher: Optional[PreTrainedModel]) -> PreTrainedModel:
     """The student: a ready one, or one built with `create_student` from the base (or the teacher)."""
     if model_args.student_model_name_or_path:
@@ -176,6 +189,10 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
         raise ValueError(f"Task {task.name} has no evaluation split: give a dev file or validation_file.")
 
     teacher = load_classifier(teacher_path, task, model_args, "teacher") if teacher_path else None
+    if teacher is not None and model_args.student_model_name_or_path and os.path.isdir(
+        model_args.student_model_name_or_path
+    ):
+        check_same_tokenizer(tokenizer, model_args.student_model_name_or_path, "student")
     student = build_student(model_args, task, teacher)
     trainer = DistillationTrainer(
         model=student,

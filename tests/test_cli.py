@@ -104,3 +104,17 @@ def test_teacher_then_distilled_student_end_to_end_on_glue_layout(tmp_path):
     assert results["recipe"]["loss_weights"] == {"task": 0.5, "kd": 0.5, "cosine": 1.0}
     student = AutoModelForSequenceClassification.from_pretrained(student_dir)
     assert student.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_student_saved_with_another_tokenizer_is_refused(tmp_path):
+    from hf_distill.run import check_same_tokenizer
+
+    tokenizer = tiny_tokenizer(tmp_path / "a")
+    other_dir = tmp_path / "b"
+    other = tiny_tokenizer(other_dir)
+    tokenizer.save_pretrained(tmp_path / "same")
+    check_same_tokenizer(tokenizer, str(tmp_path / "same"), "student")  # identical: accepted
+    other.add_tokens(["extra"])
+    other.save_pretrained(other_dir)
+    with pytest.raises(ValueError, match="different tokenizer than the teacher's"):
+        check_same_tokenizer(tokenizer, str(other_dir), "student")
