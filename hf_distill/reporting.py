@@ -61,8 +61,7 @@ def retention(score: Optional[float], teacher_score: Optional[float]) -> Optiona
 
 def format_results_table(results: dict) -> str:
     """Renders a run's `results.json`: the teacher (if any) and the trained student."""
-    rows = []
-    if results.get("teacher"):
-        rows.append(("teacher", results["teacher"], None))
-    rows.append(("student", results["student"], results.get("retention_percent")))
+    if not results.get("teacher"):  # a fine-tune without a teacher (a teacher recipe, a baseline)
+        return format_table(results.get("task", ""), [("model (no teacher)", results["student"], None)])
+    rows = [("teacher", results["teacher"], None), ("student", results["student"], results.get("retention_percent"))]
     return format_table(results.get("task", ""), rows)

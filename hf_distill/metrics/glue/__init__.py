@@ -1,0 +1,1 @@
+"""The GLUE metric module (`glue.py`), loaded by path with `evaluate.load`."""
