@@ -28,7 +28,7 @@ import torch
 
 from hf_distill.assets import minilm_l6_v2_path
 from hf_distill.cli import main as hf_distill
-from hf_distill.run import load_results
+from hf_distill.run import RESULTS_NAME, load_results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = os.path.join(ROOT, "recipes", "glue")
@@ -44,7 +44,7 @@ TASK_SETTINGS = {
 STUDENT = ["--student_layers", "0,2,4", "--student_num_layers", "3"]
 
 
-def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: list[str]) -> dict:
+def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: list[str], reuse: bool = False) -> dict:
     settings = TASK_SETTINGS.get(task, {"max_train_samples": None, "max_seq_length": 128})
     common = ["--task_name", task, "--data_dir", data_dir, "--num_train_epochs", str(epochs),
               "--max_seq_length", str(settings["max_seq_length"]), "--disable_tqdm", "true",
@@ -64,6 +64,9 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
     ]
     minutes = {}
     for name, (recipe, *overrides) in stages:
+        if reuse and os.path.isfile(os.path.join(out[name], RESULTS_NAME)):
+            print(f"{task}/{name}: reusing {out[name]}")
+            continue
         start = time.time()
         code = hf_distill(["train", os.path.join(RECIPES, recipe), *common, *overrides, "--output_dir", out[name]])
         if code != 0:
@@ -77,7 +80,8 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
         "eval_examples": results["teacher"]["data"]["eval_examples"],
         "max_seq_length": settings["max_seq_length"],
         "teacher": teacher_score,
-        "minutes": minutes,
+        "minutes": minutes,  # wall time of the stages run now (reused stages are absent)
+        "train_minutes": {name: round(r["train"]["train_runtime"] / 60, 1) for name, r in results.items()},
     }
     for name in ("baseline", "distilbert", "tinybert"):
         score = results[name]["student"]["score"]
@@ -110,13 +114,15 @@ def main() -> None:
     parser.add_argument("--data_dir", default=DEFAULT_DATA)
     parser.add_argument("--output_dir", default="runs/glue")
     parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--reuse", action="store_true",
+                        help="Keep the stages that already have a results.json in --output_dir (same settings).")
     parser.add_argument("extra", nargs="*", help="Further `hf-distill train` flags for every stage, after --.")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     rows = []
     for task in args.tasks:
-        rows.append(run_task(task, args.data_dir, args.output_dir, args.epochs, args.extra))
-        with open(os.path.join(args.output_dir, "summary.json"), "w") as file:
+        rows.append(run_task(task, args.data_dir, args.output_dir, args.epochs, args.extra, args.reuse))
+        with open(os.path.join(args.output_dir, f"summary-{'-'.join(args.tasks)}.json"), "w") as file:
             json.dump(rows, file, indent=2)
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, python {sys.version.split()[0]}")

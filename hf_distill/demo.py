@@ -31,7 +31,7 @@ def demo_parser() -> argparse.ArgumentParser:
         description="Offline end-to-end distillation: MiniLM-L6 teacher on IMDB -> 3-layer student.",
     )
     parser.add_argument("--output_dir", default="runs/demo", help="Where the teacher and students are written.")
-    parser.add_argument("--num_train", type=int, default=1280, help="IMDB training reviews (default 1280).")
+    parser.add_argument("--num_train", type=int, default=1024, help="IMDB training reviews (default 1024).")
     parser.add_argument("--num_eval", type=int, default=800, help="IMDB held-out reviews (default 800).")
     parser.add_argument("--max_seq_length", type=int, default=128, help="Tokens per review (default 128).")
     parser.add_argument("--epochs", type=float, default=2.0, help="Epochs of each stage (default 2).")
@@ -62,7 +62,7 @@ def _config(output_dir: str, options: dict, **loss) -> DistillationConfig:
 
 def run_demo(
     output_dir: str = "runs/demo",
-    num_train: int = 1280,
+    num_train: int = 1024,
     num_eval: int = 800,
     max_seq_length: int = 128,
     epochs: float = 2.0,

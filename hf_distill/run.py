@@ -206,10 +206,13 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
     )
     train_output = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model()
+
+    # The student alone, as users will run it (no teacher forward, no projection heads). Every process
+    # takes part, so this works under torchrun; only the main process writes.
+    student_metrics = evaluate_model(student, task, tokenizer, config)
+    teacher_metrics = evaluate_model(teacher, task, tokenizer, config) if teacher is not None else None
     if not trainer.is_world_process_zero():
         return {}
-
-    student_metrics = {split: trainer.evaluate(dataset) for split, dataset in task.evaluation.items()}
     results: dict[str, Any] = {
         "task": task.name,
         "student": _describe(student, config.output_dir, student_metrics, task),
@@ -237,7 +240,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
         "base_model": teacher_path or model_args.model_name_or_path,
     }
     if teacher is not None:
-        results["teacher"] = _describe(teacher, teacher_path, evaluate_model(teacher, task, tokenizer, config), task)
+        results["teacher"] = _describe(teacher, teacher_path, teacher_metrics, task)
         results["retention_percent"] = retention(results["student"]["score"], results["teacher"]["score"])
         if results["student"]["parameters"]:
             results["compression"] = round(results["teacher"]["parameters"] / results["student"]["parameters"], 2)

@@ -121,6 +121,8 @@ class DistillationTrainer(Trainer):
             teacher_model = self._load_teacher(teacher_model, model, args)
         self.teacher = teacher_model
         self._check_models(model, teacher_model, args)
+        self._check_distributed_setup(teacher_model, args)
+        self._check_train_columns(model, kwargs.get("train_dataset"), args)
         self.layer_map = self._resolve_layer_map(model, teacher_model, args)
         self.distillation_heads = self._build_heads(model, teacher_model, args)
         super().__init__(model=model, args=args, **kwargs)
@@ -161,6 +163,13 @@ class DistillationTrainer(Trainer):
         loader = getattr(transformers, f"AutoModelFor{head[1]}", AutoModel) if len(head) == 2 else AutoModel
         try:
             return loader.from_pretrained(path, **init_kwargs)
+        except ValueError as error:
+            if "trust_remote_code" not in str(error):
+                raise
+            raise ValueError(
+                f"The teacher at {path!r} needs its own Python code, which is not run by default: {error}\nIf you "
+                "trust that code, set teacher_model_init_kwargs={'trust_remote_code': True}."
+            ) from error
         except OSError as error:
             raise OSError(
                 f"Could not load the teacher from {path!r}: {error}\nPass a folder saved with save_pretrained "
@@ -223,6 +232,40 @@ class DistillationTrainer(Trainer):
                 f"{t_cfg.num_attention_heads}, or set attention_weight=0."
             )
 
+    @staticmethod
+    def _check_distributed_setup(teacher: Optional[nn.Module], args: DistillationConfig) -> None:
+        """Refuses the setups whose teacher handling is not supported (see README, "Distributed")."""
+        from transformers.integrations import deepspeed as hf_deepspeed
+
+        if teacher is not None and args.deepspeed is not None and hf_deepspeed.is_deepspeed_zero3_enabled():
+            raise ValueError(
+                "DeepSpeed ZeRO stage 3 partitions every model loaded under it, the teacher included, and "
+                "DistillationTrainer runs the teacher outside the DeepSpeed engine. Use ZeRO stage 1 or 2 (the "
+                "teacher is kept whole on each device), DDP, or FSDP."
+            )
+
+    def _check_train_columns(self, student: nn.Module, train_dataset: Any, args: DistillationConfig) -> None:
+        """A tokenized training set must reach the models: fail now, not at the first step.
+
+        Checked when Trainer drops the columns the model does not take (`remove_unused_columns`, the
+        default), so a collator that builds the inputs itself is never in the way.
+        """
+        columns = getattr(train_dataset, "column_names", None)
+        if not isinstance(columns, list) or not args.remove_unused_columns:
+            return
+        main_input = getattr(student, "main_input_name", "input_ids")
+        if main_input not in columns:
+            raise ValueError(
+                f"The training dataset has no {main_input} column (columns: {columns}): tokenize the text first, "
+                "e.g. dataset.map(lambda batch: tokenizer(batch['sentence'], truncation=True), batched=True)."
+            )
+        label_columns = {"labels", "label", "label_ids", *(args.label_names or [])}
+        if self._weights["task"] > 0 and not label_columns & set(columns):
+            raise ValueError(
+                f"task_weight > 0 but the training dataset has no labels column (columns: {columns}): add a "
+                "'labels' (or 'label') column, or set task_weight=0 to distil from the teacher alone."
+            )
+
     def _resolve_layer_map(self, student, teacher, args) -> Optional[list[int]]:
         if teacher is None or (self._weights["hidden"] == 0 and self._weights["att"] == 0):
             return None
@@ -257,6 +300,22 @@ class DistillationTrainer(Trainer):
                 "attention_weight > 0 with reentrant gradient checkpointing cannot train the attention scores: "
                 "set gradient_checkpointing_kwargs={'use_reentrant': False}."
             )
+
+    def _wrap_model(self, model, training=True, dataloader=None):
+        """Trainer's wrapping, with DDP told how the projection heads are used.
+
+        The heads run inside the student's forward but reach the loss through the trainer, not
+        through the student's outputs. DDP's search for unused parameters (`find_unused_parameters`,
+        which Trainer turns on by default) starts from the outputs, so it would mark the heads unused
+        and then fail when their gradients arrive. A static graph learns the used parameters from the
+        first backward pass instead, which holds here: the set of active losses never changes.
+        """
+        wrapped = super()._wrap_model(model, training=training, dataloader=dataloader)
+        handler = self.accelerator.ddp_handler
+        heads = self.distillation_heads
+        if handler is not None and handler.find_unused_parameters and heads is not None and heads.has_parameters:
+            handler.static_graph = True
+        return wrapped
 
     def _prepare_teacher(self) -> None:
         self.teacher.requires_grad_(False)

@@ -47,6 +47,17 @@ def random_classification_dataset(n: int = 32, length: int = 10, seed: int = 0, 
     return Dataset.from_dict(rows)
 
 
+def pad_collator(features):
+    """Pads to the longest sequence of the batch with token 0."""
+    length = max(len(f["input_ids"]) for f in features)
+    batch = {
+        key: torch.tensor([f[key] + [0] * (length - len(f[key])) for f in features])
+        for key in ("input_ids", "attention_mask")
+    }
+    batch["labels"] = torch.tensor([f["labels"] for f in features])
+    return batch
+
+
 @pytest.fixture
 def teacher():
     return tiny_teacher()

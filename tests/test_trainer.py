@@ -14,21 +14,10 @@ from transformers import (
 
 from hf_distill import DistillationConfig, DistillationTrainer, NonFiniteLossError, create_student, losses
 from hf_distill.trainer import HEADS_WEIGHTS_NAME
-from tests.conftest import random_classification_dataset, tiny_bert_config, tiny_teacher
+from tests.conftest import pad_collator, random_classification_dataset, tiny_bert_config, tiny_teacher
 
 ALL_TERMS = dict(task_weight=0.3, kd_weight=0.7, cosine_weight=1.1, hidden_weight=1.3, embedding_weight=1.7,
                  attention_weight=0.9)
-
-
-def pad_collator(features):
-    """Pads to the longest sequence of the batch with token 0."""
-    length = max(len(f["input_ids"]) for f in features)
-    batch = {
-        key: torch.tensor([f[key] + [0] * (length - len(f[key])) for f in features])
-        for key in ("input_ids", "attention_mask")
-    }
-    batch["labels"] = torch.tensor([f["labels"] for f in features])
-    return batch
 
 
 def make_args(tmp_path, **overrides):
