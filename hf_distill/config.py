@@ -10,16 +10,8 @@ from transformers import TrainingArguments
 
 from .layers import parse_layer_map
 from .losses import KD_LOSSES
-
-LOSS_WEIGHT_NAMES = (
-    "task_weight",
-    "kd_weight",
-    "mlm_weight",
-    "cosine_weight",
-    "hidden_weight",
-    "embedding_weight",
-    "attention_weight",
-)
+from .schedules import SCHEDULABLE, LossSchedule
+from .schedules import WEIGHT_NAMES as LOSS_WEIGHT_NAMES
 
 
 @dataclass
@@ -72,9 +64,16 @@ class DistillationConfig(TrainingArguments):
             e.g. the output of a TinyBERT general or intermediate stage.
         stop_on_nonfinite_loss (`bool`, defaults to `True`):
             Stop training with an error naming the loss term and step when a loss is NaN or infinite.
+        schedule (`dict` or `str`, *optional*):
+            Temperature and loss weights that change during training: per value `constant` or
+            `linear` over the steps, or `stages` by epoch (see `hf_distill.schedules`). A JSON string
+            on the command line. The scheduled values are logged at every logging step.
+        ema_momentum (`float`, defaults to 0.999):
+            Momentum ``m`` of the online teacher (`teacher_model="ema"`): after each optimizer step,
+            ``θ_teacher ← m·θ_teacher + (1 − m)·θ_student``.
     """
 
-    _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["teacher_model_init_kwargs"]
+    _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["teacher_model_init_kwargs", "schedule"]
 
     temperature: float = field(
         default=2.0, metadata={"help": "Softmax temperature T of the soft-target loss (> 0; DistilBERT uses 2.0)."}
@@ -137,9 +136,25 @@ class DistillationConfig(TrainingArguments):
         metadata={"help": "Stop training with an error naming the loss term and step when a loss is NaN or inf."},
     )
 
+    schedule: Optional[Union[dict[str, Any], str]] = field(
+        default=None,
+        metadata={
+            "help": "Schedule of the temperature and loss weights (JSON on the command line): per value "
+            "{'type': 'linear', 'start': 4, 'end': 1} or a number, or {'stages': [{'epochs': 2, "
+            "'temperature': 2, 'kd_weight': 0.7}, ...]}."
+        },
+    )
+    ema_momentum: float = field(
+        default=0.999,
+        metadata={"help": "Momentum of the EMA teacher (teacher_model='ema'), in [0, 1): teacher <- m*teacher + "
+                  "(1-m)*student after each optimizer step."},
+    )
+
     def __post_init__(self):
         if isinstance(self.teacher_model_init_kwargs, str):
             self.teacher_model_init_kwargs = json.loads(self.teacher_model_init_kwargs)
+        if isinstance(self.schedule, str):
+            self.schedule = json.loads(self.schedule)
         super().__post_init__()
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
@@ -151,11 +166,28 @@ class DistillationConfig(TrainingArguments):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
-        if all(getattr(self, name) == 0 for name in LOSS_WEIGHT_NAMES):
+        if not 0 <= self.ema_momentum < 1:
+            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
+        # Parsing the schedule checks it (errors name the key); a weight that any stage turns on counts.
+        if all(value == 0 for value in self.max_loss_weights.values()):
             raise ValueError(
                 f"All loss weights are 0, so there is nothing to train: set at least one of {LOSS_WEIGHT_NAMES} > 0."
             )
         self.layer_map = parse_layer_map(self.layer_map)
+
+    @property
+    def loss_schedule(self) -> Optional[LossSchedule]:
+        """The parsed `schedule`, or `None` when the values are constant."""
+        if self.schedule is None:
+            return None
+        return LossSchedule(self.schedule, {name: getattr(self, name) for name in SCHEDULABLE})
+
+    @property
+    def max_loss_weights(self) -> dict[str, float]:
+        """The largest value each loss weight takes during training (schedule included), by term name."""
+        schedule = self.loss_schedule
+        values = schedule.max_values() if schedule is not None else {n: getattr(self, n) for n in LOSS_WEIGHT_NAMES}
+        return {name[: -len("_weight")]: float(values[name]) for name in LOSS_WEIGHT_NAMES}
 
     @property
     def loss_weights(self) -> dict[str, float]:

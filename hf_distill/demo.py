@@ -18,6 +18,8 @@ import json
 import os
 import time
 
+import torch
+
 from .arguments import DataArguments, ModelArguments
 from .config import DistillationConfig
 from .reporting import format_table, retention
@@ -55,6 +57,7 @@ def _config(output_dir: str, options: dict, **loss) -> DistillationConfig:
         save_strategy="no",
         eval_strategy="no",
         report_to=[],
+        dataloader_pin_memory=torch.cuda.is_available(),
         seed=options["seed"],
         **loss,
     )

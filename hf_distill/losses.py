@@ -10,7 +10,8 @@ Notation: ``z_s``/``z_t`` are student/teacher logits, ``T`` the temperature, ``h
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -242,3 +243,36 @@ def attention_score_mse_loss(
     mask = attention_mask.bool()
     pair_mask = (mask[:, None, :, None] & mask[:, None, None, :]).expand_as(diff)
     return _mean_or_zero(diff[pair_mask], diff)
+
+
+def ensemble_teacher_logits(
+    teacher_logits: Sequence[torch.Tensor], temperature: float = 2.0, average: str = "probabilities"
+) -> torch.Tensor:
+    r"""Combines the logits of ``K`` teachers into the logits of their averaged soft targets.
+
+    - `average="probabilities"` (soft targets, classification): the soft targets are the mean of the
+      teachers' probabilities at temperature ``T``, ``p̄ = (1/K) Σ_k softmax(z_k/T)``. They are
+      returned as logits ``z̄ = T · log p̄``, computed as
+      ``T · (logsumexp_k log_softmax(z_k/T) − log K)`` (never ``log 0``), so that
+      ``softmax(z̄/T) = p̄`` and every soft-target loss takes them unchanged. This is the ensemble
+      of Hinton et al. (2015), averaging the distributions, not the logits.
+    - `average="logits"` (regression heads, `kd_loss="mse"`): the mean prediction
+      ``(1/K) Σ_k z_k``.
+
+    Args:
+        teacher_logits (`Sequence[torch.Tensor]`, each of shape `(*rows, C)`): One tensor per teacher.
+        temperature (`float`, defaults to 2.0): Softmax temperature ``T``.
+        average (`str`, defaults to `"probabilities"`): `"probabilities"` or `"logits"`.
+
+    Returns:
+        `torch.Tensor` of shape `(*rows, C)`, float32: the combined teacher logits.
+    """
+    if len(teacher_logits) == 0:
+        raise ValueError("ensemble_teacher_logits needs at least one teacher's logits.")
+    stacked = torch.stack([z.float() for z in teacher_logits])
+    if average == "logits":
+        return stacked.mean(0)
+    if average != "probabilities":
+        raise ValueError(f"average must be 'probabilities' or 'logits', got {average!r}.")
+    log_probs = F.log_softmax(stacked / temperature, dim=-1)
+    return temperature * (torch.logsumexp(log_probs, dim=0) - math.log(len(teacher_logits)))

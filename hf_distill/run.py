@@ -135,6 +135,7 @@ def evaluate_model(model: PreTrainedModel, task: TaskData, tokenizer, config: Di
             use_cpu=config.use_cpu,
             disable_tqdm=config.disable_tqdm,
             dataloader_num_workers=config.dataloader_num_workers,
+            dataloader_pin_memory=config.dataloader_pin_memory,
         )
         evaluator = Trainer(
             model=model,

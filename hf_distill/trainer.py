@@ -29,10 +29,14 @@ import torch
 from torch import nn
 import transformers
 from transformers import AutoModel, PreTrainedModel, Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from . import losses
 from .config import DistillationConfig
+from .schedules import SCHEDULABLE
+from .ema import EmaTeacher, EmaUpdateCallback
 from .layers import AttentionScoreRecorder, DistillationHeads, resolve_layer_map
+from .teacher_cache import TEACHER_LOGITS_COLUMN
 
 HEADS_WEIGHTS_NAME = "distillation_heads.safetensors"
 HEADS_CONFIG_NAME = "distillation_heads.json"
@@ -47,6 +51,9 @@ _WEIGHT_OF_TERM = {
     "emb": "embedding_weight",
     "att": "attention_weight",
 }
+
+
+_TERM_OF_WEIGHT = {weight: term for term, weight in _WEIGHT_OF_TERM.items()}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -91,9 +98,20 @@ class DistillationTrainer(Trainer):
 
     Args:
         model (`PreTrainedModel`): The student (see `create_student`).
-        teacher_model (`PreTrainedModel` or `str`, *optional*): The teacher, or a path/Hub id loaded
-            with the student's auto class. Defaults to `args.teacher_model_name_or_path`. Needed
-            unless only the task/MLM losses are on (a no-teacher baseline).
+        teacher_model (`PreTrainedModel`, `str` or `list`, *optional*): The teacher, or a path/Hub id
+            loaded with the student's auto class. Defaults to `args.teacher_model_name_or_path`.
+            Also accepted:
+
+            - a list of teachers (models or paths), an ensemble: the soft targets are the mean of
+              their probabilities at temperature T (regression and `kd_loss="mse"`: the mean
+              prediction); the intermediate-layer losses use the first teacher alone;
+            - `"ema"`: an online teacher, a copy of the student updated after each optimizer step as
+              ``θ_t ← m·θ_t + (1 − m)·θ_s`` (`args.ema_momentum`), saved in every checkpoint;
+            - `None` with a training set that has a `teacher_logits` column
+              (`precompute_teacher_outputs`): the soft targets come from the column and no teacher
+              is in memory (the intermediate-layer losses still need a live teacher).
+
+            Needed unless only the task/MLM losses are on (a no-teacher baseline).
         args (`DistillationConfig`): Training arguments and loss weights.
         **kwargs: Every other `Trainer` argument (`train_dataset`, `eval_dataset`, `data_collator`,
             `processing_class`, `compute_metrics`, `callbacks`, ...), unchanged.
@@ -115,16 +133,39 @@ class DistillationTrainer(Trainer):
             )
         if model is None:
             raise ValueError("DistillationTrainer needs the student as model=... (see hf_distill.create_student).")
-        self._weights = {term: float(getattr(args, _WEIGHT_OF_TERM[term])) for term in TERM_NAMES}
+        self._schedule = args.loss_schedule
+        self._constant_values = {name: float(getattr(args, name)) for name in SCHEDULABLE}
+        self._max_weights = {term: float(args.max_loss_weights[_WEIGHT_OF_TERM[term][: -len("_weight")]])
+                             for term in TERM_NAMES}
+        self._set_scheduled_values(epoch=0.0, step=0, max_steps=1)
+        train_dataset = kwargs.get("train_dataset")
+        self._cached_logits = TEACHER_LOGITS_COLUMN in (getattr(train_dataset, "column_names", None) or [])
+        self._cached_dataset = train_dataset if self._cached_logits else None
+        self.ema = None
         teacher_model = teacher_model if teacher_model is not None else args.teacher_model_name_or_path
-        if isinstance(teacher_model, str):
-            teacher_model = self._load_teacher(teacher_model, model, args)
-        self.teacher = teacher_model
-        self._check_models(model, teacher_model, args)
-        self._check_distributed_setup(teacher_model, args)
-        self._check_train_columns(model, kwargs.get("train_dataset"), args)
-        self.layer_map = self._resolve_layer_map(model, teacher_model, args)
-        self.distillation_heads = self._build_heads(model, teacher_model, args)
+        if isinstance(teacher_model, str) and teacher_model == "ema":
+            self.ema = EmaTeacher(model, args.ema_momentum)  # before the heads are attached to the student
+            teachers = [self.ema.model]
+        elif isinstance(teacher_model, (list, tuple)):
+            if not teacher_model:
+                raise ValueError("teacher_model=[] is empty: pass one or more teachers, or None for a baseline.")
+            teachers = [self._load_teacher(t, model, args) if isinstance(t, str) else t for t in teacher_model]
+        elif teacher_model is None:
+            teachers = []
+        else:
+            teachers = [self._load_teacher(teacher_model, model, args) if isinstance(teacher_model, str) else teacher_model]
+        self.teachers: list[nn.Module] = teachers
+        # The designated teacher: the only one run for the intermediate-layer losses.
+        self.teacher = teachers[0] if teachers else None
+        for teacher in teachers or [None]:
+            self._check_models(model, teacher, args)
+        self._check_distributed_setup(self.teacher, args)
+        self._check_train_columns(model, train_dataset, args)
+        self.layer_map = self._resolve_layer_map(model, self.teacher, args)
+        self.distillation_heads = self._build_heads(model, self.teacher, args)
+        if self.ema is not None:
+            callbacks = list(kwargs.pop("callbacks", None) or [])
+            kwargs["callbacks"] = [*callbacks, EmaUpdateCallback(self.ema, lambda: self.accelerator.unwrap_model(self.model))]
         super().__init__(model=model, args=args, **kwargs)
         # Our losses are means; the accumulation window is normalised in compute_loss (see
         # `get_batch_samples`), and Trainer divides each micro-batch loss by the accumulation steps.
@@ -134,13 +175,13 @@ class DistillationTrainer(Trainer):
         self._logged_terms: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), dtype=torch.float64))
         self._logged_steps = 0
         self._teacher_scores = self._student_scores = None
-        if self._weights["att"] > 0:
+        if self._max_weights["att"] > 0:
             self._check_gradient_checkpointing(args)
             self._student_scores = AttentionScoreRecorder(model, model.config.num_attention_heads)
-            self._teacher_scores = AttentionScoreRecorder(teacher_model, teacher_model.config.num_attention_heads)
+            self._teacher_scores = AttentionScoreRecorder(self.teacher, self.teacher.config.num_attention_heads)
         self._token_level_logits = False
-        if self.teacher is not None:
-            self._teacher_input_names = set(inspect.signature(self.teacher.forward).parameters)
+        self._teacher_input_names = [set(inspect.signature(t.forward).parameters) for t in teachers]
+        if teachers:
             self._prepare_teacher()
 
     # ------------------------------------------------------------------ setup
@@ -178,14 +219,18 @@ class DistillationTrainer(Trainer):
             ) from error
 
     def _check_models(self, student: nn.Module, teacher: Optional[nn.Module], args: DistillationConfig) -> None:
-        weights = self._weights
+        weights = self._max_weights
         needs_teacher = any(weights[term] > 0 for term in ("kd", "cos", "hidden", "emb", "att"))
-        if needs_teacher and teacher is None:
-            on = [_WEIGHT_OF_TERM[t] for t in ("kd", "cos", "hidden", "emb", "att") if weights[t] > 0]
+        live_terms = ("cos", "hidden", "emb", "att") if self._cached_logits else ("kd", "cos", "hidden", "emb", "att")
+        if teacher is None and any(weights[t] > 0 for t in live_terms):
+            on = [_WEIGHT_OF_TERM[t] for t in live_terms if weights[t] > 0]
+            cached = f" (the {TEACHER_LOGITS_COLUMN!r} column serves kd_weight only)" if self._cached_logits else ""
             raise ValueError(
-                f"{', '.join(on)} > 0 needs a teacher: pass teacher_model=... (a model or a path) or set "
+                f"{', '.join(on)} > 0 needs a teacher{cached}: pass teacher_model=... (a model or a path) or set "
                 "teacher_model_name_or_path, or set those weights to 0 for a no-teacher baseline."
             )
+        if teacher is None and weights["kd"] > 0 and self._cached_logits:
+            self._check_cached_logits(student, args)
         if weights["mlm"] > 0 and not _is_masked_lm(student):
             raise ValueError(
                 f"mlm_weight > 0 needs a *ForMaskedLM student, got {type(student).__name__}: set mlm_weight=0."
@@ -260,27 +305,38 @@ class DistillationTrainer(Trainer):
                 "e.g. dataset.map(lambda batch: tokenizer(batch['sentence'], truncation=True), batched=True)."
             )
         label_columns = {"labels", "label", "label_ids", *(args.label_names or [])}
-        if self._weights["task"] > 0 and not label_columns & set(columns):
+        if self._max_weights["task"] > 0 and not label_columns & set(columns):
             raise ValueError(
                 f"task_weight > 0 but the training dataset has no labels column (columns: {columns}): add a "
                 "'labels' (or 'label') column, or set task_weight=0 to distil from the teacher alone."
             )
 
+    def _check_cached_logits(self, student: nn.Module, args: DistillationConfig) -> None:
+        """The cached logits must fit the student's head: one float per label."""
+        dataset = self._cached_dataset
+        first = dataset[0][TEACHER_LOGITS_COLUMN] if len(dataset) else None
+        num_labels = getattr(student.config, "num_labels", None)
+        if first is not None and len(first) != num_labels:
+            raise ValueError(
+                f"The {TEACHER_LOGITS_COLUMN!r} column has {len(first)} values a row but the student has "
+                f"num_labels={num_labels}: precompute the logits with a teacher of the same label space."
+            )
+
     def _resolve_layer_map(self, student, teacher, args) -> Optional[list[int]]:
-        if teacher is None or (self._weights["hidden"] == 0 and self._weights["att"] == 0):
+        if teacher is None or (self._max_weights["hidden"] == 0 and self._max_weights["att"] == 0):
             return None
         return resolve_layer_map(args.layer_map, teacher.config.num_hidden_layers, student.config.num_hidden_layers)
 
     def _build_heads(self, student, teacher, args) -> Optional[DistillationHeads]:
-        if teacher is None or not any(self._weights[t] > 0 for t in ("hidden", "emb", "cos")):
+        if teacher is None or not any(self._max_weights[t] > 0 for t in ("hidden", "emb", "cos")):
             return None
         heads = DistillationHeads(
             student.config.hidden_size,
             teacher.config.hidden_size,
             student.config.num_hidden_layers,
-            hidden=self._weights["hidden"] > 0,
-            embedding=self._weights["emb"] > 0,
-            cosine=self._weights["cos"] > 0,
+            hidden=self._max_weights["hidden"] > 0,
+            embedding=self._max_weights["emb"] > 0,
+            cosine=self._max_weights["cos"] > 0,
             per_layer=args.projection == "per_layer",
         )
         if args.distillation_heads_path:
@@ -318,9 +374,25 @@ class DistillationTrainer(Trainer):
         return wrapped
 
     def _prepare_teacher(self) -> None:
-        self.teacher.requires_grad_(False)
-        self.teacher.eval()
-        self.teacher.to(self.accelerator.device)
+        for teacher in self.teachers:
+            teacher.requires_grad_(False)
+            teacher.eval()
+            teacher.to(self.accelerator.device)
+
+    def _set_signature_columns_if_needed(self):
+        """Keeps the cached teacher logits when Trainer drops the columns the student does not take."""
+        super()._set_signature_columns_if_needed()
+        if TEACHER_LOGITS_COLUMN not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, TEACHER_LOGITS_COLUMN]
+
+    def _set_scheduled_values(self, epoch: float, step: int, max_steps: int) -> None:
+        """Sets the current temperature and loss weights: the config's, or the schedule's at this point."""
+        if self._schedule is None:
+            values = self._constant_values
+        else:
+            values = self._schedule.values_at(epoch, step, max_steps)
+        self._weights = {term: float(values[_WEIGHT_OF_TERM[term]]) for term in TERM_NAMES}
+        self._temperature = float(values["temperature"])
 
     # ------------------------------------------------------------------ loss
 
@@ -372,9 +444,47 @@ class DistillationTrainer(Trainer):
             "att": scale("pairs"),
         }
 
-    def _teacher_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The batch without labels, and without inputs the teacher's forward does not take."""
-        return {k: v for k, v in inputs.items() if k != "labels" and k in self._teacher_input_names}
+    def _teacher_outputs(
+        self,
+        inputs: dict[str, Any],
+        cached_logits: Optional[torch.Tensor],
+        need_logits: bool,
+        need_hidden: bool,
+        need_scores: bool,
+    ) -> tuple[Optional[torch.Tensor], Optional[tuple[torch.Tensor, ...]]]:
+        """The teacher logits and hidden states this step needs, running as few teachers as possible.
+
+        Logits come from the cached column when the batch has it, otherwise from the teachers: one
+        teacher's logits, or the ensemble's (`losses.ensemble_teacher_logits`: mean probabilities at
+        T, or mean prediction for regression and `kd_loss="mse"`). Hidden states and attention scores
+        come from the designated teacher (`self.teacher`, the first one) alone.
+        """
+        need_live_logits = need_logits and cached_logits is None
+        if (need_live_logits or need_hidden or need_scores) and not self.teachers:
+            raise ValueError(
+                f"This batch has no {TEACHER_LOGITS_COLUMN!r} column and the trainer has no teacher: precompute "
+                "the column for every training example (precompute_teacher_outputs), or pass teacher_model."
+            )
+        run = [i for i in range(len(self.teachers)) if need_live_logits or (i == 0 and (need_hidden or need_scores))]
+        outputs = {}
+        with torch.no_grad(), self.accelerator.autocast():
+            for index in run:
+                teacher = self.teachers[index]
+                teacher.eval()
+                kwargs = {k: v for k, v in inputs.items() if k != "labels" and k in self._teacher_input_names[index]}
+                if index == 0 and need_hidden:
+                    kwargs["output_hidden_states"] = True
+                outputs[index] = teacher(**kwargs)
+        hidden = outputs[0].hidden_states if need_hidden else None
+        if not need_logits:
+            return None, hidden
+        if cached_logits is not None:
+            return cached_logits.float(), hidden
+        if len(self.teachers) == 1:
+            return outputs[0].logits, hidden
+        all_logits = [outputs[i].logits for i in range(len(self.teachers))]
+        average = "logits" if all_logits[0].shape[-1] == 1 or self.args.kd_loss == "mse" else "probabilities"
+        return losses.ensemble_teacher_logits(all_logits, self._temperature, average), hidden
 
     def compute_loss(
         self,
@@ -388,7 +498,13 @@ class DistillationTrainer(Trainer):
         Returns the total loss (and the student's outputs when `return_outputs`). The unweighted
         value of each active term is accumulated for logging as `loss_<term>`.
         """
-        w = self._weights
+        if model.training and self._schedule is not None:
+            self._set_scheduled_values(self.state.epoch or 0.0, self.state.global_step, self.state.max_steps)
+        w = dict(self._weights)
+        cached_logits = inputs.pop(TEACHER_LOGITS_COLUMN, None)
+        if not self.teachers and cached_logits is None and not model.training:
+            # Evaluation on a set without cached logits, and no teacher in memory: the student's own loss.
+            w.update({term: 0.0 for term in ("kd", "cos", "hidden", "emb", "att")})
         need_hidden = any(w[t] > 0 for t in ("hidden", "emb", "cos"))
         if self.distillation_heads is not None:
             self.distillation_heads.active = True
@@ -398,12 +514,9 @@ class DistillationTrainer(Trainer):
         finally:
             if self.distillation_heads is not None:
                 self.distillation_heads.active = False
-        teacher_out = None
-        if self.teacher is not None:
-            self.teacher.eval()
-            with torch.no_grad(), self.accelerator.autocast():
-                teacher_kwargs = {"output_hidden_states": True} if need_hidden else {}
-                teacher_out = self.teacher(**self._teacher_inputs(inputs), **teacher_kwargs)
+        teacher_logits, teacher_hidden = self._teacher_outputs(
+            inputs, cached_logits, need_logits=w["kd"] > 0, need_hidden=need_hidden, need_scores=w["att"] > 0
+        )
 
         mask = inputs.get("attention_mask")
         labels = inputs.get("labels")
@@ -422,12 +535,10 @@ class DistillationTrainer(Trainer):
             row_mask = None
             if self._token_level_logits:
                 row_mask = (labels != -100) if token_level_labels else mask
-            terms["kd"] = losses.soft_target_loss(
-                logits, teacher_out.logits, self.args.kd_loss, self.args.temperature, row_mask
-            )
+            terms["kd"] = losses.soft_target_loss(logits, teacher_logits, self.args.kd_loss, self._temperature, row_mask)
         if need_hidden:
             projected = self.distillation_heads.projected
-            t_hidden = teacher_out.hidden_states
+            t_hidden = teacher_hidden
             if w["cos"] > 0:
                 terms["cos"] = losses.cosine_hidden_loss(projected["cosine"], t_hidden[-1], mask)
             if w["emb"] > 0:
@@ -444,6 +555,7 @@ class DistillationTrainer(Trainer):
                 losses.attention_score_mse_loss(a_s, t_scores[g - 1], mask)
                 for a_s, g in zip(s_scores, self.layer_map)
             )
+        if self._student_scores is not None:
             self._student_scores.clear()
             self._teacher_scores.clear()
 
@@ -489,6 +601,11 @@ class DistillationTrainer(Trainer):
                 logs[f"loss_{term}"] = round(float(value), 6)
             self._logged_terms.clear()
             self._logged_steps = 0
+            if self._schedule is not None:
+                logs["temperature"] = self._temperature
+                for name in self._schedule.names:
+                    if name != "temperature":
+                        logs[name] = self._weights[_TERM_OF_WEIGHT[name]]
         super().log(logs, start_time)
 
     # ------------------------------------------------------------------ saving and loading
@@ -502,8 +619,17 @@ class DistillationTrainer(Trainer):
         if self.distillation_heads is not None and self.distillation_heads.has_parameters:
             save_heads(self.distillation_heads, output_dir)
 
+    def _save_checkpoint(self, model, trial):
+        """Trainer's checkpoint, plus the EMA teacher's weights when the teacher is an EMA (resume needs them)."""
+        super()._save_checkpoint(model, trial)
+        if self.ema is not None and self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            self.ema.save(folder)
+
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model=model)
+        if self.ema is not None:
+            self.ema.load(resume_from_checkpoint)
         if self.distillation_heads is not None and self.distillation_heads.has_parameters:
             load_heads_into(self.distillation_heads, resume_from_checkpoint)
 

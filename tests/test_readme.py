@@ -1,0 +1,36 @@
+"""The README's Python example runs as written (with a tiny teacher in place of the demo's)."""
+
+import os
+import re
+
+from transformers import AutoModelForSequenceClassification, BertTokenizerFast
+
+from tests.conftest import tiny_teacher
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORDS = "the a and of to is it this that was movie film good bad great awful not".split()
+
+
+def readme_example() -> str:
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = readme.split("## Use it from Python", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_python_example_runs_and_saves_a_loadable_student(tmp_path, monkeypatch):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    teacher = tiny_teacher(vocab_size=len(tokenizer), num_hidden_layers=6, max_position_embeddings=128)
+    teacher.save_pretrained(tmp_path / "runs" / "demo" / "teacher")
+    tokenizer.save_pretrained(tmp_path / "runs" / "demo" / "teacher")
+
+    code = readme_example()
+    assert len(code.strip().splitlines()) <= 16
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+
+    assert namespace["trainer"].state.global_step > 0
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student")
+    assert student.config.num_hidden_layers == 3
