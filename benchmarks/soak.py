@@ -10,7 +10,7 @@ checkpoint. The run passes when:
 - exactly `save_total_limit` checkpoints are left, each with the student and its heads file, and the
   last one loads with plain `from_pretrained`.
 
-    python benchmarks/soak.py                  # about 10 minutes on 2 CPU cores
+    python benchmarks/soak.py                  # about 2 minutes on 2 CPU cores
     python benchmarks/soak.py --steps 300      # a quick look
 """
 

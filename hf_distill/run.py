@@ -223,7 +223,8 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
             "temperature": config.temperature,
             "kd_loss": config.kd_loss,
             "layer_map": trainer.layer_map,
-            "projection": config.projection if trainer.distillation_heads is not None else None,
+            "projection": config.projection if trainer.distillation_heads is not None
+            and trainer.distillation_heads.has_parameters else None,
             "learning_rate": config.learning_rate,
             "num_train_epochs": config.num_train_epochs,
             "max_steps": config.max_steps,
