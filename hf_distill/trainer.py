@@ -12,8 +12,12 @@ Design:
   the optimizer, DDP and checkpoints see one model. `_keys_to_ignore_on_save` keeps the heads out
   of the saved student, which loads with plain `from_pretrained`; the heads go to
   `distillation_heads.safetensors` beside it.
+  Under DDP the heads reach the loss through the trainer rather than the student's outputs, so
+  the student is wrapped with a static graph (`_wrap_model`).
 - The teacher belongs to the trainer: frozen, in eval mode, never in the optimizer, never wrapped
-  by DDP, never saved.
+  by DDP, never saved. It may be one model, an ensemble (`teacher_model=[...]`), an EMA copy of the
+  student (`"ema"`, saved in checkpoints only), or absent when the training set carries cached
+  teacher logits (`precompute_teacher_outputs`).
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from . import losses
 from .config import DistillationConfig
-from .schedules import SCHEDULABLE
 from .ema import EmaTeacher, EmaUpdateCallback
 from .layers import AttentionScoreRecorder, DistillationHeads, resolve_layer_map
+from .schedules import SCHEDULABLE
 from .teacher_cache import TEACHER_LOGITS_COLUMN
 
 HEADS_WEIGHTS_NAME = "distillation_heads.safetensors"
@@ -51,8 +55,6 @@ _WEIGHT_OF_TERM = {
     "emb": "embedding_weight",
     "att": "attention_weight",
 }
-
-
 _TERM_OF_WEIGHT = {weight: term for term, weight in _WEIGHT_OF_TERM.items()}
 
 
@@ -503,7 +505,7 @@ class DistillationTrainer(Trainer):
         w = dict(self._weights)
         cached_logits = inputs.pop(TEACHER_LOGITS_COLUMN, None)
         if not self.teachers and cached_logits is None and not model.training:
-            # Evaluation on a set without cached logits, and no teacher in memory: the student's own loss.
+            # Evaluation on a set without cached logits, and no teacher in memory: no teacher terms.
             w.update({term: 0.0 for term in ("kd", "cos", "hidden", "emb", "att")})
         need_hidden = any(w[t] > 0 for t in ("hidden", "emb", "cos"))
         if self.distillation_heads is not None:

@@ -174,7 +174,7 @@ def run_steps(output_dir, max_steps, resume=None, stop_after=None, accumulation=
     student = narrow_student(teacher, seed=7 if resume else 1)  # resume must overwrite this different init
     args = make_args(output_dir, **ALL_TERMS, max_steps=max_steps, save_strategy="steps", save_steps=2,
                      per_device_train_batch_size=4 // accumulation, gradient_accumulation_steps=accumulation,
-                     learning_rate=1e-2)
+                     learning_rate=1e-2, schedule={"temperature": {"type": "linear", "start": 4.0, "end": 1.0}})
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args,
                                   train_dataset=random_classification_dataset(40, variable_length=True),
                                   data_collator=pad_collator,
@@ -185,7 +185,7 @@ def run_steps(output_dir, max_steps, resume=None, stop_after=None, accumulation=
 
 @pytest.mark.parametrize("accumulation", [1, 2])
 def test_resume_restores_student_and_projections_exactly(tmp_path, accumulation):
-    """Mid-epoch (10 steps an epoch), shuffled data, linear LR schedule: resuming loses nothing."""
+    """Mid-epoch (10 steps an epoch), shuffled data, LR and temperature schedules: resuming loses nothing."""
     full = run_steps(tmp_path / "full", 4, accumulation=accumulation)
     run_steps(tmp_path / "part", 4, stop_after=2, accumulation=accumulation)
     assert not (tmp_path / "part" / "checkpoint-4").exists()
@@ -193,6 +193,7 @@ def test_resume_restores_student_and_projections_exactly(tmp_path, accumulation)
                         accumulation=accumulation)
     assert resumed.state.global_step == 4
     assert resumed.lr_scheduler.get_last_lr() == full.lr_scheduler.get_last_lr()
+    assert resumed._temperature == full._temperature < 4.0
     names = [name for name, _ in full.model.named_parameters()]
     assert any(name.startswith("distillation_heads.") for name in names)
     for (name, a), (_, b) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
