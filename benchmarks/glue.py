@@ -23,6 +23,7 @@ import os
 import platform
 import sys
 import time
+from typing import Optional
 
 import torch
 
@@ -44,7 +45,8 @@ TASK_SETTINGS = {
 STUDENT = ["--student_layers", "0,2,4", "--student_num_layers", "3"]
 
 
-def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: list[str], reuse: bool = False) -> dict:
+def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: list[str], reuse: bool = False,
+             only: Optional[list[str]] = None) -> dict:
     settings = TASK_SETTINGS.get(task, {"max_train_samples": None, "max_seq_length": 128})
     common = ["--task_name", task, "--data_dir", data_dir, "--num_train_epochs", str(epochs),
               "--max_seq_length", str(settings["max_seq_length"]), "--disable_tqdm", "true",
@@ -63,6 +65,11 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
                       "--student_model_name_or_path", out["tinybert-intermediate"]]),
     ]
     minutes = {}
+    if only:
+        stages = [stage for stage in stages if stage[0] in ("teacher", *only)]
+        if "tinybert" in only and "tinybert-intermediate" not in only:
+            raise SystemExit("--stages tinybert needs tinybert-intermediate too")
+        out = {name: path for name, path in out.items() if name in ("teacher", *only)}
     for name, (recipe, *overrides) in stages:
         if reuse and os.path.isfile(os.path.join(out[name], RESULTS_NAME)):
             print(f"{task}/{name}: reusing {out[name]}")
@@ -84,11 +91,14 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
         "train_minutes": {name: round(r["train"]["train_runtime"] / 60, 1) for name, r in results.items()},
     }
     for name in ("baseline", "distilbert", "tinybert"):
+        if name not in results:
+            continue
         score = results[name]["student"]["score"]
         row[name] = score
         row[f"{name}_retention"] = round(100 * score / teacher_score, 1)
     row["teacher_parameters"] = results["teacher"]["student"]["parameters"]
-    row["student_parameters"] = results["distilbert"]["student"]["parameters"]
+    students = [results[name] for name in ("baseline", "distilbert", "tinybert") if name in results]
+    row["student_parameters"] = students[0]["student"]["parameters"] if students else None
     return row
 
 
@@ -103,7 +113,7 @@ def markdown_table(rows: list[dict]) -> str:
         cells = [f"{row['task']} ({metric.get(row['task'], 'score')})", f"{row['train_examples']:,}",
                  f"{100 * row['teacher']:.2f}"]
         for name in ("baseline", "distilbert", "tinybert"):
-            cells.append(f"{100 * row[name]:.2f} ({row[f'{name}_retention']:.1f}%)")
+            cells.append(f"{100 * row[name]:.2f} ({row[f'{name}_retention']:.1f}%)" if name in row else "not run")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -116,12 +126,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--reuse", action="store_true",
                         help="Keep the stages that already have a results.json in --output_dir (same settings).")
+    parser.add_argument("--stages", nargs="+", choices=["baseline", "distilbert", "tinybert-intermediate", "tinybert"],
+                        help="Run only these student stages (the teacher is always needed; default: all).")
     parser.add_argument("extra", nargs="*", help="Further `hf-distill train` flags for every stage, after --.")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     rows = []
     for task in args.tasks:
-        rows.append(run_task(task, args.data_dir, args.output_dir, args.epochs, args.extra, args.reuse))
+        rows.append(run_task(task, args.data_dir, args.output_dir, args.epochs, args.extra, args.reuse, args.stages))
         with open(os.path.join(args.output_dir, f"summary-{'-'.join(args.tasks)}.json"), "w") as file:
             json.dump(rows, file, indent=2)
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "

@@ -10,7 +10,7 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 import pytest
 import torch
 from datasets import Dataset
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertConfig, BertForSequenceClassification, TrainerCallback
 
 
 def tiny_bert_config(**overrides) -> BertConfig:
@@ -56,6 +56,17 @@ def pad_collator(features):
     }
     batch["labels"] = torch.tensor([f["labels"] for f in features])
     return batch
+
+
+class StopAfter(TrainerCallback):
+    """Simulates an interruption: training stops after `step` optimizer steps (after their checkpoint)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
 
 
 @pytest.fixture

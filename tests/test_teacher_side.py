@@ -10,7 +10,7 @@ from hf_distill import DistillationConfig, DistillationTrainer, create_student, 
 from hf_distill.ema import EMA_WEIGHTS_NAME
 from hf_distill.schedules import LossSchedule
 from hf_distill.teacher_cache import TEACHER_LOGITS_COLUMN, precompute_teacher_outputs
-from tests.conftest import pad_collator, random_classification_dataset, tiny_teacher
+from tests.conftest import StopAfter, pad_collator, random_classification_dataset, tiny_teacher
 
 
 def collate(features):
@@ -183,8 +183,6 @@ def test_ema_teacher_follows_the_student_after_each_optimizer_step(tmp_path):
 
 
 def ema_run(output_dir, steps, resume=None, stop_after=None):
-    from tests.test_trainer import StopAfter
-
     torch.manual_seed(0)
     student = create_student(tiny_teacher(), layers=[0, 2])
     trainer = DistillationTrainer(model=student, teacher_model="ema",

@@ -9,12 +9,11 @@ from transformers import (
     AutoModelForSequenceClassification,
     BertForMaskedLM,
     BertForSequenceClassification,
-    TrainerCallback,
 )
 
 from hf_distill import DistillationConfig, DistillationTrainer, NonFiniteLossError, create_student, losses
 from hf_distill.trainer import HEADS_WEIGHTS_NAME
-from tests.conftest import pad_collator, random_classification_dataset, tiny_bert_config, tiny_teacher
+from tests.conftest import StopAfter, pad_collator, random_classification_dataset, tiny_bert_config, tiny_teacher
 
 ALL_TERMS = dict(task_weight=0.3, kd_weight=0.7, cosine_weight=1.1, hidden_weight=1.3, embedding_weight=1.7,
                  attention_weight=0.9)
@@ -156,17 +155,6 @@ def test_saved_student_loads_with_plain_from_pretrained_and_heads_beside_it(tmp_
     ids = torch.tensor([[3, 4, 5]])
     torch.testing.assert_close(loaded.eval()(input_ids=ids).logits, student.eval()(input_ids=ids).logits)
     assert json.load(open(tmp_path / "distillation_heads.json"))["teacher_hidden_size"] == 32
-
-
-class StopAfter(TrainerCallback):
-    """Simulates an interruption: training stops after `step` optimizer steps (after their checkpoint)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
 
 
 def run_steps(output_dir, max_steps, resume=None, stop_after=None, accumulation=1):
@@ -325,7 +313,18 @@ def test_missing_teacher_is_an_error_but_a_no_teacher_baseline_trains(tmp_path):
     assert trainer.state.log_history[0]["loss_task"] > 0
 
 
-def test_bf16_autocast_with_huge_logits_stays_finite(tmp_path):
+@pytest.fixture
+def fresh_accelerator_state(monkeypatch):
+    """`TrainingArguments(bf16=True)` writes ACCELERATE_MIXED_PRECISION=bf16 into os.environ, and every
+    later Trainer of the process would autocast to bf16: restore the variable and accelerate's state."""
+    from accelerate.state import AcceleratorState
+
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)  # undone, i.e. restored, at teardown
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_bf16_autocast_with_huge_logits_stays_finite(tmp_path, fresh_accelerator_state):
     teacher = tiny_teacher()
     with torch.no_grad():
         teacher.classifier.weight.mul_(1e4)  # logits in the thousands
