@@ -184,10 +184,10 @@ class DistillationConfig(TrainingArguments):
 
     @property
     def max_loss_weights(self) -> dict[str, float]:
-        """The largest value each loss weight takes during training (schedule included), by term name."""
+        """The largest value each loss weight takes during training (schedule included), by field name."""
         schedule = self.loss_schedule
         values = schedule.max_values() if schedule is not None else {n: getattr(self, n) for n in LOSS_WEIGHT_NAMES}
-        return {name[: -len("_weight")]: float(values[name]) for name in LOSS_WEIGHT_NAMES}
+        return {name: float(values[name]) for name in LOSS_WEIGHT_NAMES}
 
     @property
     def loss_weights(self) -> dict[str, float]:

@@ -28,7 +28,7 @@ from .config import DistillationConfig
 from .reporting import count_parameters, format_results_table, retention, weights_size_mb
 from .students import create_student
 from .tasks import TaskData, load_task_data
-from .trainer import DistillationTrainer
+from .trainer import DistillationTrainer, check_model_path
 
 RESULTS_NAME = "results.json"
 
@@ -41,18 +41,13 @@ def _load_kwargs(model_args: ModelArguments) -> dict[str, Any]:
     }
 
 
-def _check_exists(path: Optional[str], what: str) -> None:
-    if path and (path.startswith((".", "/", "~")) or path.count("/") > 1) and not os.path.isdir(path):
-        raise FileNotFoundError(f"The {what} {path!r} does not exist: pass a folder saved with save_pretrained.")
-
-
 def load_classifier(path: str, task: TaskData, model_args: ModelArguments, what: str) -> PreTrainedModel:
     """Loads a sequence classifier for the task.
 
     A model already fine-tuned as a classifier must have the task's label space and order; a
     pretrained encoder gets a new head with the task's labels.
     """
-    _check_exists(path, what)
+    check_model_path(path, what)
     config = AutoConfig.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
     if any(name.endswith("ForSequenceClassification") for name in config.architectures or []):
         if config.num_labels != task.num_labels:
@@ -181,7 +176,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
     )
     if tokenizer_path is None:
         raise ValueError("Set teacher_model_name_or_path or model_name_or_path: there is no model to train.")
-    _check_exists(tokenizer_path, "tokenizer folder")
+    check_model_path(tokenizer_path, "tokenizer folder")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=model_args.trust_remote_code)
     task = load_task_data(data_args, tokenizer, seed=config.data_seed or config.seed)
     if task.train is None:

@@ -58,6 +58,20 @@ _WEIGHT_OF_TERM = {
 _TERM_OF_WEIGHT = {weight: term for term, weight in _WEIGHT_OF_TERM.items()}
 
 
+def check_model_path(path: Optional[str], what: str) -> None:
+    """Raises a clear error for a local-looking model path (``./x``, ``/x``, ``a/b/c``) that is not a folder.
+
+    Anything else may be a Hub id (``org/name``) and is left to `from_pretrained`.
+    """
+    if not path:
+        return
+    path = os.path.expanduser(path)
+    if (path.startswith((".", "/")) or path.count("/") > 1) and not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"The {what} {path!r} does not exist: pass a folder saved with save_pretrained, or a Hub id."
+        )
+
+
 class NonFiniteLossError(RuntimeError):
     """Raised when a distillation loss term is NaN or infinite."""
 
@@ -137,12 +151,10 @@ class DistillationTrainer(Trainer):
             raise ValueError("DistillationTrainer needs the student as model=... (see hf_distill.create_student).")
         self._schedule = args.loss_schedule
         self._constant_values = {name: float(getattr(args, name)) for name in SCHEDULABLE}
-        self._max_weights = {term: float(args.max_loss_weights[_WEIGHT_OF_TERM[term][: -len("_weight")]])
-                             for term in TERM_NAMES}
+        self._max_weights = {term: args.max_loss_weights[_WEIGHT_OF_TERM[term]] for term in TERM_NAMES}
         self._set_scheduled_values(epoch=0.0, step=0, max_steps=1)
         train_dataset = kwargs.get("train_dataset")
         self._cached_logits = TEACHER_LOGITS_COLUMN in (getattr(train_dataset, "column_names", None) or [])
-        self._cached_dataset = train_dataset if self._cached_logits else None
         self.ema = None
         teacher_model = teacher_model if teacher_model is not None else args.teacher_model_name_or_path
         if isinstance(teacher_model, str) and teacher_model == "ema":
@@ -161,6 +173,8 @@ class DistillationTrainer(Trainer):
         self.teacher = teachers[0] if teachers else None
         for teacher in teachers or [None]:
             self._check_models(model, teacher, args)
+        if self._cached_logits and not teachers and self._max_weights["kd"] > 0:
+            self._check_cached_logits(model, train_dataset)
         self._check_distributed_setup(self.teacher, args)
         self._check_train_columns(model, train_dataset, args)
         self.layer_map = self._resolve_layer_map(model, self.teacher, args)
@@ -197,11 +211,7 @@ class DistillationTrainer(Trainer):
         if args.teacher_model_revision is not None:
             init_kwargs.setdefault("revision", args.teacher_model_revision)
         path = os.path.expanduser(path)
-        looks_local = path.startswith((".", "/")) or path.count("/") > 1
-        if looks_local and not os.path.isdir(path):
-            raise FileNotFoundError(
-                f"Teacher model path {path!r} does not exist: pass a folder saved with save_pretrained or a Hub id."
-            )
+        check_model_path(path, "teacher model path")
         head = type(student).__name__.split("For", 1)
         loader = getattr(transformers, f"AutoModelFor{head[1]}", AutoModel) if len(head) == 2 else AutoModel
         try:
@@ -231,8 +241,6 @@ class DistillationTrainer(Trainer):
                 f"{', '.join(on)} > 0 needs a teacher{cached}: pass teacher_model=... (a model or a path) or set "
                 "teacher_model_name_or_path, or set those weights to 0 for a no-teacher baseline."
             )
-        if teacher is None and weights["kd"] > 0 and self._cached_logits:
-            self._check_cached_logits(student, args)
         if weights["mlm"] > 0 and not _is_masked_lm(student):
             raise ValueError(
                 f"mlm_weight > 0 needs a *ForMaskedLM student, got {type(student).__name__}: set mlm_weight=0."
@@ -313,9 +321,9 @@ class DistillationTrainer(Trainer):
                 "'labels' (or 'label') column, or set task_weight=0 to distil from the teacher alone."
             )
 
-    def _check_cached_logits(self, student: nn.Module, args: DistillationConfig) -> None:
+    @staticmethod
+    def _check_cached_logits(student: nn.Module, dataset: Any) -> None:
         """The cached logits must fit the student's head: one float per label."""
-        dataset = self._cached_dataset
         first = dataset[0][TEACHER_LOGITS_COLUMN] if len(dataset) else None
         num_labels = getattr(student.config, "num_labels", None)
         if first is not None and len(first) != num_labels:
@@ -540,14 +548,13 @@ class DistillationTrainer(Trainer):
             terms["kd"] = losses.soft_target_loss(logits, teacher_logits, self.args.kd_loss, self._temperature, row_mask)
         if need_hidden:
             projected = self.distillation_heads.projected
-            t_hidden = teacher_hidden
             if w["cos"] > 0:
-                terms["cos"] = losses.cosine_hidden_loss(projected["cosine"], t_hidden[-1], mask)
+                terms["cos"] = losses.cosine_hidden_loss(projected["cosine"], teacher_hidden[-1], mask)
             if w["emb"] > 0:
-                terms["emb"] = losses.hidden_mse_loss(projected["embedding"], t_hidden[0], mask)
+                terms["emb"] = losses.hidden_mse_loss(projected["embedding"], teacher_hidden[0], mask)
             if w["hidden"] > 0:
                 terms["hidden"] = sum(
-                    losses.hidden_mse_loss(h_s, t_hidden[g], mask)
+                    losses.hidden_mse_loss(h_s, teacher_hidden[g], mask)
                     for h_s, g in zip(projected["hidden"], self.layer_map)
                 )
         if w["att"] > 0:

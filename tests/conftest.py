@@ -12,6 +12,21 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification, TrainerCallback
 
+from hf_distill import DistillationConfig
+
+
+# Every loss term on, with distinct weights, so a wrong weight or a missing term shows in the total.
+ALL_TERMS = dict(task_weight=0.3, kd_weight=0.7, cosine_weight=1.1, hidden_weight=1.3, embedding_weight=1.7,
+                 attention_weight=0.9)
+
+
+def offline_config(output_dir, **overrides) -> DistillationConfig:
+    """A `DistillationConfig` for tests: CPU, seed 0, log every step, no saving, reporting or progress bar."""
+    values = dict(output_dir=str(output_dir), report_to=[], use_cpu=True, save_strategy="no", logging_steps=1,
+                  seed=0, disable_tqdm=True)
+    values.update(overrides)
+    return DistillationConfig(**values)
+
 
 def tiny_bert_config(**overrides) -> BertConfig:
     values = dict(

@@ -16,8 +16,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import safetensors.torch  # noqa: E402
 import torch  # noqa: E402
 
-from hf_distill import DistillationConfig, DistillationTrainer, create_student  # noqa: E402
-from tests.conftest import pad_collator, random_classification_dataset, tiny_teacher  # noqa: E402
+from hf_distill import DistillationTrainer, create_student  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    ALL_TERMS,
+    offline_config,
+    pad_collator,
+    random_classification_dataset,
+    tiny_teacher,
+)
 
 STEPS = 6
 
@@ -26,24 +32,13 @@ def main(output_dir: str, per_device_batch: int) -> None:
     teacher = tiny_teacher()
     torch.manual_seed(1)
     student = create_student(teacher, num_layers=2, hidden_size=16)
-    args = DistillationConfig(
-        output_dir=output_dir,
+    args = offline_config(
+        output_dir,
         per_device_train_batch_size=per_device_batch,
         max_steps=STEPS,
         learning_rate=1e-2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
         ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-        task_weight=0.3,
-        kd_weight=0.7,
-        cosine_weight=1.1,
-        hidden_weight=1.3,
-        embedding_weight=1.7,
-        attention_weight=0.9,
+        **ALL_TERMS,
     )
     trainer = DistillationTrainer(
         model=student,

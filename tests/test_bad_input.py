@@ -13,15 +13,13 @@ import torch
 from transformers.integrations import deepspeed as hf_deepspeed
 
 from hf_distill import DistillationConfig, DistillationTrainer, create_student
-from tests.conftest import pad_collator, random_classification_dataset, tiny_teacher
+from tests.conftest import offline_config, pad_collator, random_classification_dataset, tiny_teacher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def args(tmp_path, **overrides):
-    values = dict(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no", max_steps=1)
-    values.update(overrides)
-    return DistillationConfig(**values)
+    return offline_config(tmp_path, **{"max_steps": 1, **overrides})
 
 
 def test_training_set_without_input_ids_is_refused(tmp_path):

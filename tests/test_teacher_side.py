@@ -10,7 +10,7 @@ from hf_distill import DistillationConfig, DistillationTrainer, create_student, 
 from hf_distill.ema import EMA_WEIGHTS_NAME
 from hf_distill.schedules import LossSchedule
 from hf_distill.teacher_cache import TEACHER_LOGITS_COLUMN, precompute_teacher_outputs
-from tests.conftest import StopAfter, pad_collator, random_classification_dataset, tiny_teacher
+from tests.conftest import StopAfter, offline_config, pad_collator, random_classification_dataset, tiny_teacher
 
 
 def collate(features):
@@ -22,11 +22,8 @@ def collate(features):
 
 
 def make_args(tmp_path, **overrides):
-    values = dict(output_dir=str(tmp_path), per_device_train_batch_size=4, learning_rate=1e-2, report_to=[],
-                  save_strategy="no", logging_steps=1, use_cpu=True, seed=0, disable_tqdm=True,
-                  task_weight=0.4, kd_weight=0.6, temperature=3.0)
-    values.update(overrides)
-    return DistillationConfig(**values)
+    defaults = dict(per_device_train_batch_size=4, learning_rate=1e-2, task_weight=0.4, kd_weight=0.6, temperature=3.0)
+    return offline_config(tmp_path, **{**defaults, **overrides})
 
 
 # ---------------------------------------------------------------- ensembles (pure function)

@@ -11,19 +11,20 @@ from transformers import (
     BertForSequenceClassification,
 )
 
-from hf_distill import DistillationConfig, DistillationTrainer, NonFiniteLossError, create_student, losses
+from hf_distill import DistillationTrainer, NonFiniteLossError, create_student, losses
 from hf_distill.trainer import HEADS_WEIGHTS_NAME
-from tests.conftest import StopAfter, pad_collator, random_classification_dataset, tiny_bert_config, tiny_teacher
-
-ALL_TERMS = dict(task_weight=0.3, kd_weight=0.7, cosine_weight=1.1, hidden_weight=1.3, embedding_weight=1.7,
-                 attention_weight=0.9)
-
+from tests.conftest import (
+    ALL_TERMS,
+    StopAfter,
+    offline_config,
+    pad_collator,
+    random_classification_dataset,
+    tiny_bert_config,
+    tiny_teacher,
+)
 
 def make_args(tmp_path, **overrides):
-    values = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, learning_rate=1e-3, report_to=[],
-                  save_strategy="no", logging_steps=1, use_cpu=True, seed=0, disable_tqdm=True)
-    values.update(overrides)
-    return DistillationConfig(**values)
+    return offline_config(tmp_path, **{"per_device_train_batch_size": 8, "learning_rate": 1e-3, **overrides})
 
 
 def narrow_student(teacher, seed=1):
