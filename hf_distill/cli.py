@@ -10,26 +10,35 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from .recipes import RecipeError, parse_recipe, recipe_parser
+from .recipes import FAMILY_KEY, RECIPE_FAMILIES, RecipeError, parse_recipe, recipe_family_of, recipe_parser, run_parsed
 
 DESCRIPTION = "hf-distill: distil Hugging Face models with transformers.Trainer."
 
 
+def _families_text() -> str:
+    lines = [f"  {name:<18} {family.description}" for name, family in RECIPE_FAMILIES.items()]
+    return "recipe families (the recipe's `recipe_family` key, default task):\n" + "\n".join(lines)
+
+
 def _train(argv: Sequence[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        parser = recipe_parser()
+    argv = list(argv)
+    recipe, overrides = (argv[0], argv[1:]) if argv and not argv[0].startswith("-") else (None, argv)
+    if not argv or "-h" in overrides or "--help" in overrides:
+        family = recipe_family_of(recipe, [t for t in overrides if t not in ("-h", "--help")])
+        parser = recipe_parser(family.name)
         parser.prog = "hf-distill train RECIPE.yaml"
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
         parser.description = (
-            "Run a recipe: a YAML file of the options below. Command-line flags override the file, "
-            "e.g. `hf-distill train recipes/glue/distilbert.yaml --task_name mrpc --learning_rate 5e-5`."
+            f"Run a recipe: a YAML file of the options below (family {family.name!r}). Command-line flags "
+            "override the file, e.g. `hf-distill train recipes/glue/distilbert.yaml --task_name mrpc "
+            f"--learning_rate 5e-5`. `--{FAMILY_KEY} NAME --help` lists another family's options.\n\n"
+            + _families_text()
         )
         parser.print_help()
         return 0
-    recipe, overrides = (argv[0], list(argv[1:])) if not argv[0].startswith("--") else (None, list(argv))
-    model_args, data_args, config = parse_recipe(recipe, overrides)
-    from .run import run_recipe
-
-    run_recipe(model_args, data_args, config)
+    family = recipe_family_of(recipe, overrides)
+    parsed = parse_recipe(recipe, overrides)
+    run_parsed(family, parsed)
     return 0
 
 

@@ -1,20 +1,27 @@
 """Reading a recipe: a YAML file of arguments, with command-line flags that override it.
 
-A recipe is a flat YAML mapping whose keys are fields of `ModelArguments`, `DataArguments` and
-`DistillationConfig` (so every `TrainingArguments` field too). It is read with `yaml.safe_load`,
-turned into command-line tokens, and parsed with `HfArgumentParser` after them together with the
-user's flags: a flag given on the command line wins over the file, and every value is parsed and
-checked exactly as if it had been typed.
+A recipe is a flat YAML mapping. Its optional `recipe_family` key picks a `RecipeFamily` (default
+`"task"`: GLUE/IMDB teachers, students and baselines); every other key is a field of one of that
+family's argument dataclasses (for `"task"`: `ModelArguments`, `DataArguments` and
+`DistillationConfig`, so every `TrainingArguments` field too). The file is read with
+`yaml.safe_load`, turned into command-line tokens, and parsed with `HfArgumentParser` after them
+together with the user's flags: a flag given on the command line wins over the file, and every value
+is parsed and checked exactly as if it had been typed.
+
+A new family (retrieval, general distillation, ...) registers itself in `RECIPE_FAMILIES` with its
+dataclasses and the `"module:function"` that runs it; `hf-distill train` needs no other change.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import json
 import os
 import typing
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
 
 import yaml
 from transformers import HfArgumentParser
@@ -23,62 +30,149 @@ from .arguments import DataArguments, ModelArguments
 from .config import DistillationConfig
 
 RECIPE_DATACLASSES = (ModelArguments, DataArguments, DistillationConfig)
+FAMILY_KEY = "recipe_family"
+DEFAULT_FAMILY = "task"
 
 
 class RecipeError(ValueError):
     """A recipe file or a command-line override that cannot be used."""
 
 
-def recipe_parser() -> HfArgumentParser:
-    """The parser of `hf-distill train`: every model, data and distillation/training option."""
-    return HfArgumentParser(RECIPE_DATACLASSES)
+@dataclass(frozen=True)
+class RecipeFamily:
+    """A kind of recipe: the argument dataclasses its YAML keys belong to and the function that runs it.
+
+    Attributes:
+        name (`str`): The value of the recipe's `recipe_family` key.
+        dataclasses (`tuple[type, ...]`): Parsed together by `HfArgumentParser`; their field names are
+            the recipe's keys.
+        runner (`str`): `"module:function"` called with the parsed dataclasses, in order. Imported
+            only when the recipe runs, so parsing and `--help` stay light.
+        description (`str`): One line for `hf-distill train --help`.
+    """
+
+    name: str
+    dataclasses: tuple[type, ...]
+    runner: str
+    description: str
+
+    def load_runner(self) -> Callable[..., Any]:
+        module_name, function_name = self.runner.split(":")
+        return getattr(importlib.import_module(module_name), function_name)
 
 
-def known_keys() -> dict[str, dataclasses.Field]:
-    """Every recipe key with its dataclass field."""
+RECIPE_FAMILIES: dict[str, RecipeFamily] = {
+    "task": RecipeFamily(
+        "task",
+        RECIPE_DATACLASSES,
+        "hf_distill.run:run_recipe",
+        "GLUE / IMDB: fine-tune a teacher, distil a student (DistilBERT, TinyBERT), no-teacher baselines.",
+    ),
+}
+
+
+def get_family(name: Optional[str]) -> RecipeFamily:
+    """The `RecipeFamily` called `name` (`None` is the default, `"task"`)."""
+    name = name or DEFAULT_FAMILY
+    if name not in RECIPE_FAMILIES:
+        raise RecipeError(
+            f"Unknown recipe_family {name!r}; choose from {', '.join(sorted(RECIPE_FAMILIES))}."
+        )
+    return RECIPE_FAMILIES[name]
+
+
+def recipe_parser(family: Optional[str] = None) -> HfArgumentParser:
+    """The parser of `hf-distill train` for one recipe family (default: every task option)."""
+    return HfArgumentParser(get_family(family).dataclasses)
+
+
+def known_keys(family: Optional[str] = None) -> dict[str, dataclasses.Field]:
+    """Every recipe key of a family with its dataclass field."""
     keys = {}
-    for cls in RECIPE_DATACLASSES:
+    for cls in get_family(family).dataclasses:
         for item in dataclasses.fields(cls):
             if item.init:
                 keys[item.name] = item
     return keys
 
 
-def _unknown_key_error(key: str, where: str) -> RecipeError:
-    close = difflib.get_close_matches(key, known_keys(), n=3)
+def _unknown_key_error(key: str, where: str, family: Optional[str] = None) -> RecipeError:
+    close = difflib.get_close_matches(key, known_keys(family), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return RecipeError(f"Unknown key {key!r} in {where}.{hint} `hf-distill train --help` lists every key.")
+    help_command = "hf-distill train --help" if family in (None, DEFAULT_FAMILY) else f"hf-distill train --recipe_family {family} --help"
+    return RecipeError(f"Unknown key {key!r} in {where}.{hint} `{help_command}` lists every key.")
 
 
-def load_recipe(path: str) -> dict[str, Any]:
-    """Reads a recipe file (YAML, `safe_load`) and checks that every key is known.
-
-    Raises:
-        RecipeError: When the file is missing, is not a mapping, or has an unknown key.
-    """
+def _read_yaml(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise RecipeError(f"Recipe {path!r} does not exist.")
     with open(path) as file:
         values = yaml.safe_load(file) or {}
     if not isinstance(values, dict):
         raise RecipeError(f"Recipe {path!r} must be a mapping of option: value, got {type(values).__name__}.")
-    fields = known_keys()
-    for key in values:
-        if key not in fields:
-            raise _unknown_key_error(key, f"recipe {path}")
     return values
 
 
-def _is_text_field(key: str) -> bool:
+def _split_family(values: dict[str, Any], overrides: Sequence[str]) -> tuple[Optional[str], list[str]]:
+    """The family named by the file or a `--recipe_family` flag (the flag wins), and the other flags."""
+    family = values.pop(FAMILY_KEY, None)
+    rest: list[str] = []
+    tokens = list(overrides)
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if token == f"--{FAMILY_KEY}" and index + 1 < len(tokens):
+            family = tokens[index + 1]
+            index += 2
+            continue
+        if token.startswith(f"--{FAMILY_KEY}="):
+            family = token.split("=", 1)[1]
+        else:
+            rest.append(token)
+        index += 1
+    return family, rest
+
+
+def load_recipe(path: str, family: Optional[str] = None) -> dict[str, Any]:
+    """Reads a recipe file (YAML, `safe_load`) and checks that every key is known to its family.
+
+    Args:
+        path (`str`): The recipe YAML.
+        family (`str`, *optional*): Check against this family instead of the file's `recipe_family`.
+
+    Returns:
+        `dict[str, Any]`: The options, without the `recipe_family` key.
+
+    Raises:
+        RecipeError: When the file is missing, is not a mapping, or has an unknown key.
+    """
+    values = _read_yaml(path)
+    file_family = values.pop(FAMILY_KEY, None)
+    family = family or file_family
+    fields = known_keys(family)
+    for key in values:
+        if key not in fields:
+            raise _unknown_key_error(key, f"recipe {path}", family)
+    return values
+
+
+def recipe_family_of(path: Optional[str], overrides: Sequence[str] = ()) -> RecipeFamily:
+    """The family a recipe file and its flags belong to."""
+    values = _read_yaml(path) if path else {}
+    family, _ = _split_family(values, overrides)
+    return get_family(family)
+
+
+def _is_text_field(key: str, family: Optional[str] = None) -> bool:
     """Whether the option is typed `str` / `Optional[str]` (a list value is then written "a,b,c")."""
-    for cls in RECIPE_DATACLASSES:
+    for cls in get_family(family).dataclasses:
         hints = typing.get_type_hints(cls)
         if key in hints:
             return hints[key] in (str, Optional[str])
     return False
 
 
-def _to_tokens(key: str, value: Any) -> list[str]:
+def _to_tokens(key: str, value: Any, family: Optional[str] = None) -> list[str]:
     if value is None:
         return []
     flag = f"--{key}"
@@ -87,46 +181,53 @@ def _to_tokens(key: str, value: Any) -> list[str]:
     if isinstance(value, dict):
         return [flag, json.dumps(value)]
     if isinstance(value, (list, tuple)):
-        if _is_text_field(key):
+        if _is_text_field(key, family):
             return [flag, ",".join(str(v) for v in value)]
         return [flag, *[str(v) for v in value]]
     return [flag, str(value)]
 
 
-def _check_override_keys(overrides: Sequence[str]) -> None:
-    fields = known_keys()
+def _check_override_keys(overrides: Sequence[str], family: Optional[str] = None) -> None:
+    fields = known_keys(family)
     for token in overrides:
         if token.startswith("--"):
             key = token[2:].split("=", 1)[0].replace("-", "_")
             if key.startswith("no_") and key[3:] in fields:
                 continue
             if key not in fields:
-                raise _unknown_key_error(key, "the command line")
+                raise _unknown_key_error(key, "the command line", family)
 
 
-def parse_recipe(
-    path: Optional[str], overrides: Sequence[str] = ()
-) -> tuple[ModelArguments, DataArguments, DistillationConfig]:
-    """Parses a recipe file and command-line overrides into the three argument dataclasses.
+def parse_recipe(path: Optional[str], overrides: Sequence[str] = ()) -> tuple[Any, ...]:
+    """Parses a recipe file and command-line overrides into its family's argument dataclasses.
 
     Args:
         path (`str`, *optional*): The recipe YAML; `None` parses the overrides alone.
         overrides (`Sequence[str]`, defaults to `()`): Command-line tokens such as
-            `["--learning_rate", "1e-4"]`; they win over the file.
+            `["--learning_rate", "1e-4"]`; they win over the file. `--recipe_family NAME` picks the
+            family when the file does not.
 
     Returns:
-        `tuple[ModelArguments, DataArguments, DistillationConfig]`.
+        `tuple`: One instance per dataclass of the family, in order. For the default `"task"` family:
+        `(ModelArguments, DataArguments, DistillationConfig)`.
     """
-    values = load_recipe(path) if path else {}
-    _check_override_keys(overrides)
+    values = _read_yaml(path) if path else {}
+    family_name, overrides = _split_family(values, overrides)
+    family = get_family(family_name)
+    if path:
+        values = load_recipe(path, family.name)
+    _check_override_keys(overrides, family.name)
     tokens: list[str] = []
     for key, value in values.items():
-        tokens.extend(_to_tokens(key, value))
-    parser = recipe_parser()
+        tokens.extend(_to_tokens(key, value, family.name))
+    parser = HfArgumentParser(family.dataclasses)
     try:
-        model_args, data_args, config = parser.parse_args_into_dataclasses(
-            args=[*tokens, *overrides], look_for_args_file=False
-        )
+        parsed = parser.parse_args_into_dataclasses(args=[*tokens, *overrides], look_for_args_file=False)
     except SystemExit as exit_error:  # argparse already printed what is wrong
         raise RecipeError(f"Could not parse the recipe {path or ''} and its overrides (see the message above).") from exit_error
-    return model_args, data_args, config
+    return tuple(parsed)
+
+
+def run_parsed(family: RecipeFamily, parsed: Sequence[Any]) -> Any:
+    """Runs a parsed recipe with its family's runner."""
+    return family.load_runner()(*parsed)

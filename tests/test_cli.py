@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -118,3 +119,38 @@ def test_student_saved_with_another_tokenizer_is_refused(tmp_path):
     other.save_pretrained(other_dir)
     with pytest.raises(ValueError, match="different tokenizer than the teacher's"):
         check_same_tokenizer(tokenizer, str(other_dir), "student")
+
+
+@dataclasses.dataclass
+class _ToyArguments:
+    width: int = 4
+    name: str = "toy"
+
+
+def _toy_runner(arguments):
+    _toy_runner.calls.append(arguments)
+
+
+_toy_runner.calls = []
+
+
+def test_recipe_family_picks_the_dataclasses_and_the_runner(tmp_path, monkeypatch, capsys):
+    from hf_distill import recipes
+
+    family = recipes.RecipeFamily("toy", (_ToyArguments,), f"{__name__}:_toy_runner", "a toy family")
+    monkeypatch.setitem(recipes.RECIPE_FAMILIES, "toy", family)
+    recipe = write(tmp_path / "r.yaml", "recipe_family: toy\nwidth: 8\n")
+    assert main(["train", recipe, "--name", "cli"]) == 0
+    assert _toy_runner.calls[-1] == _ToyArguments(width=8, name="cli")
+    # keys of another family are unknown here, and the message points at this family's help
+    assert main(["train", recipe, "--learning_rate", "1"]) == 2
+    assert "--recipe_family toy --help" in capsys.readouterr().err
+    assert main(["train", "--recipe_family", "toy", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--width WIDTH" in out and "--learning_rate LEARNING_RATE" not in out and "a toy family" in out
+
+
+def test_unknown_recipe_family_is_an_error_that_lists_the_families(tmp_path, capsys):
+    recipe = write(tmp_path / "r.yaml", "recipe_family: glu\n")
+    assert main(["train", recipe]) == 2
+    assert "Unknown recipe_family 'glu'; choose from" in capsys.readouterr().err
