@@ -42,12 +42,13 @@ TASK_SETTINGS = {
     "qnli": {"max_train_samples": None, "max_seq_length": 128},
     "wnli": {"max_train_samples": None, "max_seq_length": 128},
 }
-STUDENT = ["--student_layers", "0,2,4", "--student_num_layers", "3"]
+DEFAULT_STUDENT_LAYERS = "0,2,4"
 
 
 def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: list[str], reuse: bool = False,
-             only: Optional[list[str]] = None) -> dict:
+             only: Optional[list[str]] = None, student_layers: str = DEFAULT_STUDENT_LAYERS) -> dict:
     settings = TASK_SETTINGS.get(task, {"max_train_samples": None, "max_seq_length": 128})
+    student = ["--student_layers", student_layers, "--student_num_layers", str(len(student_layers.split(",")))]
     common = ["--task_name", task, "--data_dir", data_dir, "--num_train_epochs", str(epochs),
               "--max_seq_length", str(settings["max_seq_length"]), "--disable_tqdm", "true",
               "--save_strategy", "no", "--eval_strategy", "no", "--logging_steps", "50", *extra]
@@ -57,10 +58,10 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
            ("teacher", "baseline", "distilbert", "tinybert-intermediate", "tinybert")}
     stages = [
         ("teacher", ["teacher.yaml", "--model_name_or_path", minilm_l6_v2_path(), "--learning_rate", "5e-5"]),
-        ("baseline", ["baseline.yaml", "--model_name_or_path", out["teacher"], *STUDENT]),
-        ("distilbert", ["distilbert.yaml", "--teacher_model_name_or_path", out["teacher"], *STUDENT]),
+        ("baseline", ["baseline.yaml", "--model_name_or_path", out["teacher"], *student]),
+        ("distilbert", ["distilbert.yaml", "--teacher_model_name_or_path", out["teacher"], *student]),
         ("tinybert-intermediate", ["tinybert_intermediate.yaml", "--teacher_model_name_or_path", out["teacher"],
-                                   *STUDENT]),
+                                   *student]),
         ("tinybert", ["tinybert_prediction.yaml", "--teacher_model_name_or_path", out["teacher"],
                       "--student_model_name_or_path", out["tinybert-intermediate"]]),
     ]
@@ -128,12 +129,15 @@ def main() -> None:
                         help="Keep the stages that already have a results.json in --output_dir (same settings).")
     parser.add_argument("--stages", nargs="+", choices=["baseline", "distilbert", "tinybert-intermediate", "tinybert"],
                         help="Run only these student stages (the teacher is always needed; default: all).")
+    parser.add_argument("--student_layers", default=DEFAULT_STUDENT_LAYERS,
+                        help="0-based teacher layers copied into every student (default: %(default)s).")
     parser.add_argument("extra", nargs="*", help="Further `hf-distill train` flags for every stage, after --.")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     rows = []
     for task in args.tasks:
-        rows.append(run_task(task, args.data_dir, args.output_dir, args.epochs, args.extra, args.reuse, args.stages))
+        rows.append(run_task(task, args.data_dir, args.output_dir, args.epochs, args.extra, args.reuse, args.stages,
+                             args.student_layers))
         with open(os.path.join(args.output_dir, f"summary-{'-'.join(args.tasks)}.json"), "w") as file:
             json.dump(rows, file, indent=2)
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "

@@ -6,12 +6,20 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+import torch
 from transformers import TrainingArguments
 
 from .layers import parse_layer_map
 from .losses import KD_LOSSES
 from .schedules import SCHEDULABLE, LossSchedule
 from .schedules import WEIGHT_NAMES as LOSS_WEIGHT_NAMES
+
+
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        return bool(accelerator.is_available())
+    return torch.cuda.is_available()
 
 
 @dataclass
@@ -156,6 +164,9 @@ class DistillationConfig(TrainingArguments):
         if isinstance(self.schedule, str):
             self.schedule = json.loads(self.schedule)
         super().__post_init__()
+        if self.dataloader_pin_memory and not _has_accelerator():
+            # Pinned memory only helps copies to an accelerator; on CPU, PyTorch warns on every loader.
+            self.dataloader_pin_memory = False
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
         if self.kd_loss not in KD_LOSSES:

@@ -47,3 +47,12 @@ def test_every_field_has_help_and_parses_from_command_line_and_dict():
     (from_dict,) = parser.parse_dict({"output_dir": "x", "layer_map": "last", "attention_weight": 2})
     assert from_dict.layer_map == "last" and from_dict.attention_weight == 2
     assert DistillationConfig(output_dir="x", layer_map=[1, 2]).layer_map == [1, 2]
+
+
+def test_pinned_memory_is_off_without_an_accelerator(tmp_path):
+    """Pinning only helps host-to-accelerator copies; on CPU it would warn on every data loader."""
+    import torch
+
+    config = DistillationConfig(output_dir=str(tmp_path), report_to="none")
+    has_accelerator = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+    assert config.dataloader_pin_memory is has_accelerator
