@@ -38,6 +38,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from . import losses
 from .config import DistillationConfig
 from .ema import EmaTeacher, EmaUpdateCallback
+from .hub import HubPublishingMixin
 from .layers import AttentionScoreRecorder, DistillationHeads, resolve_layer_map
 from .schedules import SCHEDULABLE
 from .teacher_cache import TEACHER_LOGITS_COLUMN
@@ -109,7 +110,7 @@ def _count_items(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {key: value for key, value in counts.items() if value is not None}
 
 
-class DistillationTrainer(Trainer):
+class DistillationTrainer(HubPublishingMixin, Trainer):
     """A `Trainer` that trains `model` (the student) against a frozen `teacher_model`.
 
     Args:
