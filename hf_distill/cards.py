@@ -206,6 +206,12 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
     return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
+def _fmt_mb(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, ".1f" if value >= 10 else ".2f")
+    return "-"
+
+
 def _ratio(student: Any, teacher: Any) -> Optional[float]:
     if isinstance(student, (int, float)) and isinstance(teacher, (int, float)) and teacher:
         return student / teacher
@@ -236,11 +242,11 @@ def comparison_rows(results: dict[str, Any], export: Optional[dict[str, Any]]) -
     if results.get("compression"):
         parameters += f" ({results['compression']}x fewer)"
     rows.append({"label": "parameters", "teacher": _fmt_int(teacher.get("parameters")), "student": parameters})
-    size = _fmt(student.get("size_mb"), ".1f")
+    size = _fmt_mb(student.get("size_mb"))
     size_ratio = _ratio(student.get("size_mb"), teacher.get("size_mb"))
     if size_ratio is not None:
         size += f" ({100 * size_ratio:.0f}% of the teacher)"
-    rows.append({"label": "size on disk (MB)", "teacher": _fmt(teacher.get("size_mb"), ".1f"), "student": size})
+    rows.append({"label": "size on disk (MB)", "teacher": _fmt_mb(teacher.get("size_mb")), "student": size})
     for key, values in ((export or {}).get("latency_ms") or {}).items():
         if isinstance(values, dict) and values.get("pytorch_fp32") is not None:
             shape = key.replace("batch_", "batch ").replace("_seq_", ", seq ")
@@ -325,7 +331,9 @@ def recipe_rows(results: dict[str, Any]) -> tuple[list[dict[str, str]], str]:
                        ("per_device_train_batch_size", "batch size per device"),
                        ("gradient_accumulation_steps", "gradient accumulation steps"), ("seed", "seed")):
         value = recipe.get(key)
-        if value is None or (key == "max_steps" and value == -1) or (key.startswith("warmup") and not value):
+        uses_max_steps = (recipe.get("max_steps") or -1) > 0
+        if value is None or (key == "max_steps" and not uses_max_steps) or (key.startswith("warmup") and not value) \
+                or (key == "num_train_epochs" and uses_max_steps):
             continue
         rows.append({"label": label, "value": _fmt(value, "g") if isinstance(value, float) else str(value)})
     if train.get("global_step") is not None:
@@ -347,14 +355,14 @@ def export_section(report_path: str, model_dir: str) -> dict[str, Any]:
     names = [f"`{folder}/{name}`" for name in (files.get("onnx_fp32"), int8) if name]
     columns_keys = ["pytorch_fp32", "onnx_fp32"] + (["onnx_int8"] if int8 else [])
     columns = {"pytorch_fp32": "PyTorch fp32", "onnx_fp32": "ONNX fp32", "onnx_int8": "ONNX INT8"}
-    rows = [{"label": "size (MB)", "values": [_fmt((report.get("size_mb") or {}).get(k), ".1f") for k in columns_keys]}]
+    rows = [{"label": "size (MB)", "cells": [_fmt_mb((report.get("size_mb") or {}).get(k)) for k in columns_keys]}]
     accuracy = report.get("accuracy")
     if accuracy:
         rows.append({"label": f"{accuracy.get('metric')} ({accuracy.get('eval_examples')} examples)",
-                     "values": [_fmt(accuracy.get(k)) for k in columns_keys]})
+                     "cells": [_fmt(accuracy.get(k)) for k in columns_keys]})
     for key, values in (report.get("latency_ms") or {}).items():
         shape = key.replace("batch_", "batch ").replace("_seq_", ", seq ")
-        rows.append({"label": f"latency, {shape} (ms)", "values": [_fmt((values or {}).get(k), ".1f") for k in columns_keys]})
+        rows.append({"label": f"latency, {shape} (ms)", "cells": [_fmt((values or {}).get(k), ".1f") for k in columns_keys]})
     quantization = report.get("quantization")
     quant_text = None
     if quantization:

@@ -21,6 +21,8 @@ _DERIVED_FIELDS = frozenset({
     "logging_dir", "local_rank", "debug", "fsdp", "fsdp_config", "accelerator_config", "report_to", "do_eval",
     "disable_tqdm", "include_num_input_tokens_seen", "deepspeed_plugin", "distributed_state",
 })
+# Written even at their default value: a reader of the command needs them.
+_ALWAYS_WRITTEN = frozenset({"task_name"})
 
 
 def is_secret_option(name: str) -> bool:
@@ -72,7 +74,8 @@ def changed_options(*arguments: Any) -> dict[str, Any]:
     """The options of parsed recipe dataclasses whose value differs from the field's default.
 
     Secrets and values that `TrainingArguments` derives by itself (`logging_dir`, `local_rank`, ...)
-    are left out, so `hf-distill train` given these options alone runs the same recipe.
+    are left out, so `hf-distill train` given these options alone runs the same recipe (with the same
+    library versions: defaults may change between versions). `task_name` is always included.
 
     Args:
         *arguments: Dataclass instances, e.g. `(ModelArguments, DataArguments, DistillationConfig)`.
@@ -86,7 +89,8 @@ def changed_options(*arguments: Any) -> dict[str, Any]:
             if not item.init or item.name in _DERIVED_FIELDS or is_secret_option(item.name):
                 continue
             value = _plain(getattr(instance, item.name))
-            if value != _default_of(item) and isinstance(value, (str, int, float, bool, list, dict)):
+            changed = value != _default_of(item) or item.name in _ALWAYS_WRITTEN
+            if changed and isinstance(value, (str, int, float, bool, list, dict)):
                 options[item.name] = value
     return options
 
