@@ -1,8 +1,9 @@
 """One recipe run: build the models and data, train with `DistillationTrainer`, evaluate, report.
 
 `run_recipe(model_args, data_args, config)` is what `hf-distill train` calls. It writes the
-student (plain `from_pretrained` folder), its projection heads if any, and `results.json` into
-`config.output_dir`, and returns the results.
+student (plain `from_pretrained` folder), its projection heads if any, `results.json` and the model
+card (`README.md`, see `hf_distill.cards`) into `config.output_dir`, publishes the folder when
+`push_to_hub` is set (`hf_distill.hub`), and returns the results.
 """
 
 from __future__ import annotations

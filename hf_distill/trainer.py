@@ -18,6 +18,8 @@ Design:
   by DDP, never saved. It may be one model, an ensemble (`teacher_model=[...]`), an EMA copy of the
   student (`"ema"`, saved in checkpoints only), or absent when the training set carries cached
   teacher logits (`precompute_teacher_outputs`).
+- Publishing (`push_to_hub`) comes from `hf_distill.hub.HubPublishingMixin`: the student alone, with
+  hf-distill's model card; never the heads, checkpoints or a token.
 """
 
 from __future__ import annotations
