@@ -129,7 +129,7 @@ def dataset_info(results: dict[str, Any]) -> dict[str, Optional[str]]:
     return {"id": None, "config": None, "name": task or "evaluation data"}
 
 
-def eval_results(results: dict[str, Any], model_name: str) -> list[EvalResult]:
+def eval_results(results: dict[str, Any]) -> list[EvalResult]:
     """The student's scores as Hub `EvalResult`s (one per split and metric), for the `model-index`."""
     dataset = dataset_info(results)
     if dataset["id"] is None:
@@ -179,7 +179,9 @@ def build_card_data(
     dataset = dataset_info(results)
     metric_names = sorted({m for split in (results.get("student", {}).get("metrics") or {}).values()
                            for m, _ in task_metrics(results, split)})
-    tags = ["hf-distill", "text-classification"]
+    architecture = (results.get("student") or {}).get("architecture") or ""
+    is_classifier = architecture.endswith("ForSequenceClassification")
+    tags = ["hf-distill"] + (["text-classification"] if is_classifier else [])
     if results.get("teacher"):
         tags.insert(0, "distillation")
     if results.get("task"):
@@ -188,13 +190,13 @@ def build_card_data(
         model_name=model_name,
         base_model=base_model,
         library_name="transformers",
-        pipeline_tag="text-classification",
+        pipeline_tag="text-classification" if is_classifier else None,
         license=license or _teacher_license(teacher_path),
         language="en" if dataset["id"] else None,
         tags=tags,
         datasets=[dataset["id"]] if dataset["id"] else None,
         metrics=metric_names or None,
-        eval_results=eval_results(results, model_name) or None,
+        eval_results=eval_results(results) or None,
     )
 
 
@@ -462,7 +464,10 @@ def build_model_card(
     model_name = repo_id or os.path.basename(os.path.normpath(model_dir))
     report_path = find_export_report(model_dir, export_dir)
     export = export_section(report_path, model_dir) if report_path else None
-    export_raw = json.load(open(report_path)) if report_path else None
+    export_raw = None
+    if report_path:
+        with open(report_path) as file:
+            export_raw = json.load(file)
     recipe, formula = recipe_rows(results)
     glue = _glue_task(results.get("task"))
     labels = _labels(model_dir)
@@ -470,16 +475,20 @@ def build_model_card(
     intended = use + (f", with the labels {', '.join(labels)}" if labels and not (
         glue is not None and glue.is_regression) else "") + "."
     retention = results.get("retention_percent")
-    retention_phrase = (f"measured at {retention:.2f}% of the teacher's score on one evaluation split"
-                        if retention is not None else "not compared with a teacher")
+    if retention is not None:
+        retention_note = (f"The student is measured at {retention:.2f}% of the teacher's score on one evaluation "
+                          "split: check it on your own data before replacing the teacher.")
+    else:
+        retention_note = "Its scores come from one evaluation split: check them on your own data."
     limitations = []
     if results.get("task") == "imdb" or (glue is not None and results.get("data", {}).get("train_examples")):
         train_examples = results.get("data", {}).get("train_examples")
         if train_examples:
             limitations.append(f"It was trained on {train_examples:,} examples; scores on other domains may be lower.")
     data = results.get("data") or {}
+    card_data = build_card_data(results, model_name, license=license, base_model=base_model)
     card = ModelCard.from_template(
-        build_card_data(results, model_name, license=license, base_model=base_model),
+        card_data,
         template_path=str(TEMPLATE_PATH),
         model_name=model_name,
         repo_id=repo_id or model_dir,
@@ -494,7 +503,9 @@ def build_model_card(
         reproduce=_reproduce(results),
         export=export,
         intended_use=intended,
-        retention_phrase=retention_phrase,
+        retention_note=retention_note,
+        has_teacher=bool(results.get("teacher")),
+        pipeline_tag=card_data.pipeline_tag,
         max_seq_length=data.get("max_seq_length", "-"),
         language_note="English only" if dataset_info(results)["id"] else None,
         limitations=limitations,
@@ -598,6 +609,6 @@ def card_command(argv) -> int:
         return 2
     print(f"Wrote the model card {path}")
     if ModelCard.load(path).data.get("base_model") is None:
-        print("Note: the teacher is a local folder, so the card has no base_model; pass --base-model ORG/NAME "
-              "(the teacher's Hub id) to link it.")
+        print("Note: the teacher (or base model) of this run is not a Hub id, so the card has no base_model; pass "
+              "--base-model ORG/NAME to link it.")
     return 0

@@ -319,7 +319,12 @@ class HubPublishingMixin:
 
     def push_to_hub(self, commit_message: Optional[str] = "End of training", blocking: bool = True,
                     token: Optional[str] = None, revision: Optional[str] = None, **kwargs: Any):
-        """Saves the student and uploads the published files with hf-distill's card in one (blocking) commit."""
+        """Saves the student and uploads the published files with hf-distill's card in one commit.
+
+        Unlike `Trainer.push_to_hub`, the upload always blocks (`blocking` is accepted for compatibility),
+        and Trainer's card arguments in `**kwargs` (`tags`, `dataset`, ...) are not used: the card is
+        hf-distill's, built from `results.json` when the output folder has one.
+        """
         token = token if token is not None else self.args.hub_token
         if self.hub_model_id is None:
             self.init_hf_repo(token=token)

@@ -164,3 +164,15 @@ def test_card_command_notes_a_missing_base_model(tiny_run, tmp_path, capsys):
                                             ("./rel", False), ("a/b/c", False), ("../x", False)])
 def test_hub_id_detection(name, expected):
     assert is_hub_id(name) is expected
+
+
+def test_card_of_a_run_without_teacher(tiny_run, tmp_path):
+    """A teacher or baseline run (no teacher): one-column table, no `distillation` tag, a training recipe."""
+    folder = copy_run(tiny_run, tmp_path)
+    results = results_of(folder)
+    for key in ("teacher", "retention_percent", "compression"):
+        results.pop(key)
+    card = build_model_card(folder, results=results)
+    assert "distillation" not in card.data.tags and "hf-distill" in card.data.tags
+    assert "## Model\n\n| | this model |" in card.text and "## Teacher vs. student" not in card.text
+    assert "| layers | 2 |" in card.text and "## Training recipe" in card.text and "retention" not in card.text
