@@ -269,7 +269,19 @@ def _other_metric_rows(results: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def _headline(results: dict[str, Any]) -> str:
+def _export_headline(export: Optional[dict[str, Any]]) -> Optional[str]:
+    if not export or not (export.get("files") or {}).get("onnx_int8"):
+        return None
+    text = f"its INT8 ONNX export is {_fmt_mb((export.get('size_mb') or {}).get('onnx_int8'))} MB"
+    if export.get("speedup_int8_vs_pytorch_batch_32") is not None:
+        text += f" and {export['speedup_int8_vs_pytorch_batch_32']}x faster than PyTorch fp32 at batch 32"
+    accuracy = export.get("accuracy") or {}
+    if accuracy.get("onnx_int8") is not None:
+        text += f" ({accuracy.get('metric')} {_fmt(accuracy['onnx_int8'])})"
+    return text
+
+
+def _headline(results: dict[str, Any], export: Optional[dict[str, Any]] = None) -> str:
     student, teacher = results.get("student") or {}, results.get("teacher") or {}
     if not teacher:
         return ""
@@ -282,6 +294,8 @@ def _headline(results: dict[str, Any]) -> str:
     if results.get("retention_percent") is not None:
         parts.append(f"{results['retention_percent']:.2f}% of its {_score_name(results)} "
                      f"({_fmt(student.get('score'))} vs {_fmt(teacher.get('score'))})")
+    if _export_headline(export):
+        parts.append(_export_headline(export))
     return ("**In short:** " + ", ".join(parts) + ".") if parts else ""
 
 
@@ -347,11 +361,20 @@ def recipe_rows(results: dict[str, Any]) -> tuple[list[dict[str, str]], str]:
     return rows, formula
 
 
-def export_section(report_path: str, model_dir: str) -> dict[str, Any]:
-    """The export section's values, from an `export_report.json` (format_version 1)."""
+def export_section(report_path: str, model_dir: str, in_repo: Optional[bool] = None) -> dict[str, Any]:
+    """The export section's values, from an `export_report.json` (format_version 1).
+
+    Args:
+        report_path (`str`): The report.
+        model_dir (`str`): The model folder the card is written for.
+        in_repo (`bool`, *optional*): Whether the export is published with the model (`push --include-onnx`,
+            under `onnx/`); `None` for a local card, which names the export folder as it is on disk.
+    """
     with open(report_path) as file:
         report = json.load(file)
-    folder = os.path.relpath(os.path.dirname(report_path), model_dir)
+    export_dir = os.path.dirname(os.path.abspath(report_path))
+    inside = export_dir.startswith(os.path.abspath(model_dir) + os.sep)
+    folder = "onnx" if in_repo else (os.path.relpath(export_dir, model_dir) if inside else export_dir)
     files = report.get("files") or {}
     int8 = files.get("onnx_int8")
     names = [f"`{folder}/{name}`" for name in (files.get("onnx_fp32"), int8) if name]
@@ -383,8 +406,10 @@ def export_section(report_path: str, model_dir: str) -> dict[str, Any]:
     machine = report.get("machine") or {}
     machine_text = ", ".join(f"{k} {v}" for k, v in machine.items() if v is not None)
     return {
-        "report_path": os.path.relpath(report_path, model_dir),
+        "report_path": f"{folder}/{os.path.basename(report_path)}",
+        "published_note": "" if in_repo or in_repo is None else " The ONNX files are not part of this repository.",
         "files": " and ".join(names) or "the ONNX model",
+        "source_model": report.get("source_model"),
         "int8": bool(int8),
         "opset": report.get("opset"),
         "quantization": quant_text,
@@ -445,6 +470,7 @@ def build_model_card(
     base_model: Optional[str] = None,
     export_dir: Optional[str] = None,
     results: Optional[dict[str, Any]] = None,
+    include_onnx: Optional[bool] = None,
 ) -> ModelCard:
     """Builds the model card of a run folder.
 
@@ -456,6 +482,8 @@ def build_model_card(
         base_model (`str`, *optional*): Hub id of the teacher, when `results.json` names a local folder.
         export_dir (`str`, *optional*): The export folder when it is not `<model_dir>/onnx`.
         results (`dict`, *optional*): The results to use instead of reading `results.json`.
+        include_onnx (`bool`, *optional*): For a card that is pushed: whether the export is uploaded with it
+            (under `onnx/`). `None` (a local card) names the export folder as it is on disk.
 
     Returns:
         `huggingface_hub.ModelCard`.
@@ -463,7 +491,7 @@ def build_model_card(
     results = results if results is not None else load_run(model_dir)
     model_name = repo_id or os.path.basename(os.path.normpath(model_dir))
     report_path = find_export_report(model_dir, export_dir)
-    export = export_section(report_path, model_dir) if report_path else None
+    export = export_section(report_path, model_dir, in_repo=include_onnx) if report_path else None
     export_raw = None
     if report_path:
         with open(report_path) as file:
@@ -493,7 +521,7 @@ def build_model_card(
         model_name=model_name,
         repo_id=repo_id or model_dir,
         summary=_summary(results),
-        headline=_headline(results),
+        headline=_headline(results, export_raw),
         comparison=comparison_rows(results, export_raw),
         other_metrics=_other_metric_rows(results),
         architecture=(results.get("student") or {}).get("architecture", "model"),

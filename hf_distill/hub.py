@@ -185,7 +185,7 @@ def push_to_hub(
     card = None
     if has_results:
         card = build_model_card(model_dir, repo_id=repo_id, license=license, base_model=base_model,
-                                export_dir=export_dir)
+                                export_dir=export_dir, include_onnx=include_onnx)
     elif not os.path.isfile(os.path.join(model_dir, CARD_NAME)):
         raise FileNotFoundError(
             f"{model_dir} has neither results.json nor README.md: a model is published with its card. Push the "

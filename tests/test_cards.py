@@ -144,6 +144,11 @@ def test_export_section_from_export_report(tiny_run, tmp_path):
     assert "| latency, batch 32, seq 128 (ms) | 222.0 | 249.0 | 149.0 |" in export
     assert "1.49x faster than PyTorch at batch 32" in export
     assert "| latency, batch 1, seq 128 (ms, PyTorch fp32 on CPU) | not measured | 9.1 |" in text
+    assert "its INT8 ONNX export is 17.8 MB and 1.49x faster than PyTorch fp32 at batch 32 (accuracy 0.8050)" in text
+    # a card pushed without --include-onnx says the files are not in the repository
+    assert "The ONNX files are not part of this repository." not in export
+    pushed = build_model_card(folder, repo_id="me/x", include_onnx=False).text
+    assert "The ONNX files are not part of this repository." in pushed
 
 
 def test_card_command_on_a_folder_without_results_is_an_error(tmp_path, capsys):

@@ -98,6 +98,7 @@ def test_push_is_one_commit_and_never_shows_the_token(tiny_run, tmp_path, monkey
     card = commit["files"]["README.md"].decode()
     assert "model-index" in card and 'pipeline("text-classification", model="me/tiny")' in card
     assert card == open(os.path.join(folder, "README.md")).read()  # the uploaded card is the local one
+    assert "`onnx/model_quantized.onnx`" in card and "not part of this repository" not in card
     captured = capsys.readouterr()
     assert "https://huggingface.co/me/tiny/commit/0" in captured.out
     assert FAKE_TOKEN not in captured.out + captured.err + caplog.text
