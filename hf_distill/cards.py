@@ -508,12 +508,10 @@ def build_model_card(
                           "split: check it on your own data before replacing the teacher.")
     else:
         retention_note = "Its scores come from one evaluation split: check them on your own data."
-    limitations = []
-    if results.get("task") == "imdb" or (glue is not None and results.get("data", {}).get("train_examples")):
-        train_examples = results.get("data", {}).get("train_examples")
-        if train_examples:
-            limitations.append(f"It was trained on {train_examples:,} examples; scores on other domains may be lower.")
     data = results.get("data") or {}
+    limitations = []
+    if isinstance(data.get("train_examples"), int):
+        limitations.append(f"It was trained on {data['train_examples']:,} examples; scores on other domains may be lower.")
     card_data = build_card_data(results, model_name, license=license, base_model=base_model)
     card = ModelCard.from_template(
         card_data,
