@@ -2,6 +2,8 @@
 
     hf-distill train RECIPE.yaml [--key value ...]   run a recipe; flags override the file
     hf-distill demo [--output_dir DIR] [...]         offline end-to-end distillation on pip-installed assets
+    hf-distill card OUTPUT_DIR [...]                 write the run's model card (README.md)
+    hf-distill push OUTPUT_DIR --repo-id NAME [...]  publish the run to the Hub (--dry-run lists the files)
 """
 
 from __future__ import annotations
@@ -50,9 +52,23 @@ def _demo(argv: Sequence[str]) -> int:
     return 0
 
 
+def _card(argv: Sequence[str]) -> int:
+    from .cards import card_command
+
+    return card_command(argv)
+
+
+def _push(argv: Sequence[str]) -> int:
+    from .hub import push_command
+
+    return push_command(argv)
+
+
 COMMANDS = {
     "train": (_train, "Run a recipe YAML (`hf-distill train --help` lists every option)."),
     "demo": (_demo, "Offline end-to-end demo: fine-tune MiniLM-L6 on IMDB, distil a 3-layer student, compare."),
+    "card": (_card, "Write the model card (README.md) of a run folder from its results.json and export report."),
+    "push": (_push, "Upload a run folder (student, tokenizer, card, optional ONNX) to the Hub in one commit."),
 }
 
 

@@ -1,8 +1,9 @@
 """One recipe run: build the models and data, train with `DistillationTrainer`, evaluate, report.
 
 `run_recipe(model_args, data_args, config)` is what `hf-distill train` calls. It writes the
-student (plain `from_pretrained` folder), its projection heads if any, and `results.json` into
-`config.output_dir`, and returns the results.
+student (plain `from_pretrained` folder), its projection heads if any, `results.json` and the model
+card (`README.md`, see `hf_distill.cards`) into `config.output_dir`, publishes the folder when
+`push_to_hub` is set (`hf_distill.hub`), and returns the results.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from transformers import (
 )
 
 from .arguments import DataArguments, ModelArguments
+from .cards import write_model_card
 from .config import DistillationConfig
+from .hub import push_to_hub
+from .provenance import run_provenance
 from .reporting import count_parameters, format_results_table, retention, weights_size_mb
 from .students import create_student
 from .tasks import TaskData, load_task_data
@@ -201,7 +205,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
         compute_metrics=task.compute_metrics,
     )
     train_output = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    trainer.save_model()
+    trainer.save_model(_internal_call=True)  # with push_to_hub, the push happens once, card included, at the end
 
     # The student alone, as users will run it (no teacher forward, no projection heads). Every process
     # takes part, so this works under torchrun; only the main process writes.
@@ -226,6 +230,11 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
             "per_device_train_batch_size": config.per_device_train_batch_size,
             "gradient_accumulation_steps": config.gradient_accumulation_steps,
             "seed": config.seed,
+            "schedule": config.schedule,
+            "lr_scheduler_type": getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type),
+            "warmup_ratio": config.warmup_ratio,
+            "warmup_steps": config.warmup_steps,
+            "weight_decay": config.weight_decay,
         },
         "data": {
             "task_name": data_args.task_name,
@@ -235,6 +244,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
             "max_seq_length": data_args.max_seq_length,
         },
         "base_model": teacher_path or model_args.model_name_or_path,
+        "reproduce": run_provenance(model_args, data_args, config),
     }
     if teacher is not None:
         results["teacher"] = _describe(teacher, teacher_path, teacher_metrics, task)
@@ -244,6 +254,10 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
     with open(os.path.join(config.output_dir, RESULTS_NAME), "w") as file:
         json.dump(results, file, indent=2, default=str)
     print("\n" + format_results_table(results) + "\n")
+    write_model_card(config.output_dir, repo_id=trainer.hub_model_id)
+    if config.push_to_hub:
+        push_to_hub(config.output_dir, trainer.hub_model_id, private=bool(config.hub_private_repo),
+                    revision=config.hub_revision, token=config.hub_token)
     return results
 
 

@@ -18,6 +18,8 @@ Design:
   by DDP, never saved. It may be one model, an ensemble (`teacher_model=[...]`), an EMA copy of the
   student (`"ema"`, saved in checkpoints only), or absent when the training set carries cached
   teacher logits (`precompute_teacher_outputs`).
+- Publishing (`push_to_hub`) comes from `hf_distill.hub.HubPublishingMixin`: the student alone, with
+  hf-distill's model card; never the heads, checkpoints or a token.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from . import losses
 from .config import DistillationConfig
 from .ema import EmaTeacher, EmaUpdateCallback
+from .hub import HubPublishingMixin
 from .layers import AttentionScoreRecorder, DistillationHeads, resolve_layer_map
 from .schedules import SCHEDULABLE
 from .teacher_cache import TEACHER_LOGITS_COLUMN
@@ -109,7 +112,7 @@ def _count_items(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {key: value for key, value in counts.items() if value is not None}
 
 
-class DistillationTrainer(Trainer):
+class DistillationTrainer(HubPublishingMixin, Trainer):
     """A `Trainer` that trains `model` (the student) against a frozen `teacher_model`.
 
     Args:
