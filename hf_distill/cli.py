@@ -2,6 +2,7 @@
 
     hf-distill train RECIPE.yaml [--key value ...]   run a recipe; flags override the file
     hf-distill demo [--output_dir DIR] [...]         offline end-to-end distillation on pip-installed assets
+    hf-distill augment --model_name_or_path M ...   TinyBERT data augmentation of a task file
 """
 
 from __future__ import annotations
@@ -50,9 +51,17 @@ def _demo(argv: Sequence[str]) -> int:
     return 0
 
 
+def _augment(argv: Sequence[str]) -> int:
+    from .augmentation import augment_parser, run_augment
+
+    run_augment(**vars(augment_parser().parse_args(argv)))
+    return 0
+
+
 COMMANDS = {
     "train": (_train, "Run a recipe YAML (`hf-distill train --help` lists every option)."),
     "demo": (_demo, "Offline end-to-end demo: fine-tune MiniLM-L6 on IMDB, distil a 3-layer student, compare."),
+    "augment": (_augment, "TinyBERT data augmentation: masked-LM word replacements written to a new task file."),
 }
 
 

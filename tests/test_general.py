@@ -191,13 +191,13 @@ def test_distilbert_recipe_runs_end_to_end(tmp_path, tokenizer):
     torch.manual_seed(0)
     BertForMaskedLM(tiny_bert_config()).save_pretrained(teacher_dir)
     tokenizer.save_pretrained(teacher_dir)
-    (train, valid) = (_text_file(tmp_path / "train.txt", 48), _text_file(tmp_path / "valid.txt", 16, seed=1))
+    (train, valid) = (_text_file(tmp_path / "train.txt", 24), _text_file(tmp_path / "valid.txt", 8, seed=1))
     model_args, data_args, config = parse_recipe(
         os.path.join(RECIPES, "distilbert.yaml"),
         [
             "--teacher_model_name_or_path", str(teacher_dir), "--student_layers", "0,2",
             "--dataset_name", "", "--train_file", train, "--validation_file", valid, "--max_seq_length", "24",
-            "--output_dir", str(tmp_path / "out"), "--num_train_epochs", "1", "--per_device_train_batch_size", "8",
+            "--output_dir", str(tmp_path / "out"), "--max_steps", "2", "--per_device_train_batch_size", "8",
             "--gradient_accumulation_steps", "2", "--logging_steps", "1", "--save_strategy", "no",
             "--use_cpu", "true", "--disable_tqdm", "true", "--min_length", "6",
         ],
