@@ -31,7 +31,7 @@ import os
 from typing import Any, Optional
 
 import torch
-from datasets import Dataset, IterableDataset
+from datasets import Dataset
 from transformers import (
     AutoConfig,
     AutoModel,

@@ -12,7 +12,6 @@ from datasets import Dataset
 from transformers import (
     AutoModel,
     AutoModelForSequenceClassification,
-    BertConfig,
     BertForMaskedLM,
     BertModel,
     BertTokenizerFast,
@@ -20,7 +19,7 @@ from transformers import (
 
 from hf_distill import DistillationConfig
 from hf_distill.distilbert_init import bert_to_distilbert
-from hf_distill.general import GeneralDistillationTrainer, build_collator, masked_lm_loss, run_general
+from hf_distill.general import GeneralDistillationTrainer, masked_lm_loss, run_general
 from hf_distill.general_arguments import GeneralModelArguments, TextDataArguments
 from hf_distill.masking import DataCollatorForDistillationMLM
 from hf_distill.recipes import parse_recipe
@@ -212,6 +211,14 @@ def test_distilbert_recipe_runs_end_to_end(tmp_path, tokenizer):
     reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "out")
     assert type(reloaded).__name__ == "DistilBertForMaskedLM"
     assert json.load(open(tmp_path / "out" / "results.json"))["compression"] > 1
+    # ... and starts DistilBERT's task distillation (recipes/glue/distilbert.yaml: kd + task + cosine)
+    task_student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out", num_labels=2)
+    task_teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir, num_labels=2)
+    task_config = offline_config(tmp_path / "task", task_weight=0.5, kd_weight=0.5, cosine_weight=1.0)
+    trainer = GeneralDistillationTrainer(model=task_student, teacher_model=task_teacher, args=task_config)
+    batch = {"input_ids": torch.randint(5, 99, (2, 7)), "attention_mask": torch.ones(2, 7, dtype=torch.long),
+             "labels": torch.tensor([0, 1])}
+    assert torch.isfinite(trainer.compute_loss(task_student, batch))
 
 
 def test_fixed_masking_evaluation_is_the_same_for_every_model(tokenizer):
