@@ -274,10 +274,13 @@ def run_general(model_args: GeneralModelArguments, data_args: TextDataArguments,
         processing_class=tokenizer,
         data_collator=collator,
     )
+    evaluation: dict[str, Any] = {}
+    if data.validation is not None and not config.resume_from_checkpoint:
+        # The held-out loss of the student as built, to compare with the one after training.
+        evaluation["distillation_loss_before"] = trainer.evaluate(metric_key_prefix="eval_before")
     train_output = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model()
 
-    evaluation: dict[str, Any] = {}
     if data.validation is not None:
         evaluation["distillation_loss"] = trainer.evaluate()
         if masked_lm:
@@ -355,5 +358,7 @@ def format_general_results(results: dict[str, Any]) -> str:
             f"{evaluation['teacher']['perplexity']}"
         )
     if "distillation_loss" in evaluation:
-        lines.append(f"held-out distillation loss: {evaluation['distillation_loss'].get('eval_loss')}")
+        before = evaluation.get("distillation_loss_before", {}).get("eval_before_loss")
+        after = evaluation["distillation_loss"].get("eval_loss")
+        lines.append(f"held-out distillation loss: before training {before}, after {after}")
     return "\n".join(lines)

@@ -248,8 +248,9 @@ def test_tinybert_general_stage_hands_over_to_the_task_stage(tmp_path, tokenizer
         [
             "--teacher_model_name_or_path", str(teacher_dir), "--student_num_layers", "2",
             "--student_hidden_size", "32", "--student_intermediate_size", "64", "--student_num_attention_heads", "4",
-            "--dataset_name", "", "--train_file", _text_file(tmp_path / "t.txt", 40), "--validation_ratio", "0.2",
-            "--max_seq_length", "24", "--output_dir", str(general_dir), "--num_train_epochs", "1",
+            "--dataset_name", "", "--train_file", _text_file(tmp_path / "t.txt", 20), "--validation_ratio", "0.2",
+            "--max_seq_length", "24", "--output_dir", str(general_dir), "--max_steps", "4", "--learning_rate", "1e-3",
+            "--warmup_ratio", "0",
             "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--logging_steps", "1",
             "--save_strategy", "no", "--use_cpu", "true", "--disable_tqdm", "true",
         ],
@@ -258,7 +259,8 @@ def test_tinybert_general_stage_hands_over_to_the_task_stage(tmp_path, tokenizer
     assert results["objective"] == "intermediate_layers"
     assert results["recipe"]["layer_map"] == [2, 4]
     assert set(results["loss_terms"]["first"]) == {"loss", "loss_hidden", "loss_emb", "loss_att", "step"}
-    assert results["evaluation"]["distillation_loss"]["eval_loss"] > 0
+    evaluation = results["evaluation"]
+    assert 0 < evaluation["distillation_loss"]["eval_loss"] < evaluation["distillation_loss_before"]["eval_before_loss"]
     assert results["distillation_heads"] == HEADS_WEIGHTS_NAME
     saved_heads = safetensors.torch.load_file(general_dir / HEADS_WEIGHTS_NAME)
     assert {tuple(v.shape) for k, v in saved_heads.items() if k.endswith("weight")} == {(64, 32)}
