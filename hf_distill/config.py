@@ -229,8 +229,8 @@ class DistillationConfig(TrainingArguments):
 
         - `"intermediate"`: embedding + hidden-state + attention-score MSE (weights 1), no labels,
           uniform layer map.
-        - `"general"`: the same losses as `"intermediate"`, for the general stage on raw text (recipe
-          family `general`, `recipes/general/tinybert_general.yaml`).
+          TinyBERT's general stage uses the same losses on raw text (recipe family `general`,
+          `recipes/general/tinybert_general.yaml`).
         - `"prediction"`: soft cross-entropy on the logits at T=1 (TinyBERT's `soft_cross_entropy`),
           no task loss.
 
@@ -239,11 +239,11 @@ class DistillationConfig(TrainingArguments):
             **overrides: Any `DistillationConfig` field.
         """
         zeros = {name: 0.0 for name in LOSS_WEIGHT_NAMES}
-        if stage in ("intermediate", "general"):  # the general stage uses the same losses, on raw text
+        if stage == "intermediate":
             values = {**zeros, "embedding_weight": 1.0, "hidden_weight": 1.0, "attention_weight": 1.0}
             values["layer_map"] = "uniform"
         elif stage == "prediction":
             values = {**zeros, "kd_weight": 1.0, "kd_loss": "soft_ce", "temperature": 1.0}
         else:
-            raise ValueError(f"stage must be 'general', 'intermediate' or 'prediction', got {stage!r}.")
+            raise ValueError(f"stage must be 'intermediate' or 'prediction', got {stage!r}.")
         return cls(**{**values, **overrides})

@@ -295,7 +295,7 @@ def test_general_recipes_parse(tmp_path):
         0.15, 0.7, 12, 0.5
     )
     _, _, config = parse_recipe(os.path.join(RECIPES, "tinybert_general.yaml"), ["--output_dir", str(tmp_path)])
-    assert config.loss_weights == DistillationConfig.tinybert("general", output_dir=str(tmp_path)).loss_weights
+    assert config.loss_weights == DistillationConfig.tinybert("intermediate", output_dir=str(tmp_path)).loss_weights
 
 
 def test_task_weight_is_refused_on_unlabelled_text(tmp_path, tokenizer):
