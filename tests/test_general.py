@@ -303,3 +303,21 @@ def test_task_weight_is_refused_on_unlabelled_text(tmp_path, tokenizer):
     data_args = TextDataArguments(train_file=_text_file(tmp_path / "t.txt"))
     with pytest.raises(ValueError, match="set task_weight=0"):
         run_general(GeneralModelArguments(student_num_layers=2), data_args, config)
+
+
+def test_streamed_text_trains_with_max_steps(tmp_path, tokenizer):
+    teacher_dir = tmp_path / "teacher"
+    torch.manual_seed(0)
+    BertForMaskedLM(tiny_bert_config()).save_pretrained(teacher_dir)
+    tokenizer.save_pretrained(teacher_dir)
+    data_args = TextDataArguments(train_file=_text_file(tmp_path / "t.txt", 20), streaming=True, max_seq_length=16,
+                                  mlm_smoothing=0.7)
+    config = offline_config(tmp_path / "out", task_weight=0.0, kd_weight=5.0, mlm_weight=2.0, cosine_weight=1.0,
+                            teacher_model_name_or_path=str(teacher_dir), per_device_train_batch_size=4)
+    with pytest.raises(ValueError, match="set max_steps"):
+        run_general(GeneralModelArguments(student_num_layers=2), data_args, config)
+    config = offline_config(tmp_path / "out", task_weight=0.0, kd_weight=5.0, mlm_weight=2.0, cosine_weight=1.0,
+                            teacher_model_name_or_path=str(teacher_dir), per_device_train_batch_size=4, max_steps=2)
+    results = run_general(GeneralModelArguments(student_num_layers=2), data_args, config)
+    assert results["data"]["streaming"] and results["train"]["global_step"] == 2
+    assert results["student"]["architecture"] == "BertForMaskedLM" and results["student"]["num_layers"] == 2
