@@ -114,3 +114,12 @@ def test_bad_collator_settings_are_clear_errors(tokenizer):
         DataCollatorForDistillationMLM(tokenizer, mask_replace_prob=0.8, random_replace_prob=0.3)
     with pytest.raises(ValueError, match="must be >= 0"):
         token_selection_weights(torch.ones(3), smoothing=-1)
+
+
+def test_tokenizer_without_mask_token_is_refused(tokenizer):
+    import copy
+
+    no_mask = copy.deepcopy(tokenizer)
+    no_mask.mask_token = None
+    with pytest.raises(ValueError, match="has no mask token"):
+        DataCollatorForDistillationMLM(no_mask)
