@@ -28,8 +28,7 @@ from transformers import HfArgumentParser
 
 from .arguments import DataArguments, ModelArguments
 from .config import DistillationConfig
-from .general_arguments import GeneralModelArguments
-from .tasks.text import TextDataArguments
+from .general_arguments import GeneralModelArguments, TextDataArguments
 
 RECIPE_DATACLASSES = (ModelArguments, DataArguments, DistillationConfig)
 FAMILY_KEY = "recipe_family"
