@@ -4,6 +4,7 @@
     hf-distill demo [--output_dir DIR] [...]         offline end-to-end distillation on pip-installed assets
     hf-distill card OUTPUT_DIR [...]                 write the run's model card (README.md)
     hf-distill push OUTPUT_DIR --repo-id NAME [...]  publish the run to the Hub (--dry-run lists the files)
+    hf-distill augment --model_name_or_path M ...   TinyBERT data augmentation of a task file
 """
 
 from __future__ import annotations
@@ -64,11 +65,19 @@ def _push(argv: Sequence[str]) -> int:
     return push_command(argv)
 
 
+def _augment(argv: Sequence[str]) -> int:
+    from .augmentation import augment_parser, run_augment
+
+    run_augment(**vars(augment_parser().parse_args(argv)))
+    return 0
+
+
 COMMANDS = {
     "train": (_train, "Run a recipe YAML (`hf-distill train --help` lists every option)."),
     "demo": (_demo, "Offline end-to-end demo: fine-tune MiniLM-L6 on IMDB, distil a 3-layer student, compare."),
     "card": (_card, "Write the model card (README.md) of a run folder from its results.json and export report."),
     "push": (_push, "Upload a run folder (student, tokenizer, card, optional ONNX) to the Hub in one commit."),
+    "augment": (_augment, "TinyBERT data augmentation: masked-LM word replacements written to a new task file."),
 }
 
 

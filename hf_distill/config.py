@@ -220,11 +220,28 @@ class DistillationConfig(TrainingArguments):
         return cls(**{**values, **overrides})
 
     @classmethod
+    def distilbert_pretraining(cls, **overrides: Any) -> "DistillationConfig":
+        """DistilBERT's pre-training triple loss: ``5.0·L_kd + 2.0·L_mlm + 1.0·L_cos`` at T=2 (Sanh et al., 2019).
+
+        The weights of the reference `train.py` (``alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0``,
+        ``temperature=2.0``), for a `*ForMaskedLM` student on masked raw text (recipe family
+        `general`, `recipes/general/distilbert.yaml`).
+
+        Args:
+            **overrides: Any `DistillationConfig` field.
+        """
+        zeros = {name: 0.0 for name in LOSS_WEIGHT_NAMES}
+        values = {**zeros, "temperature": 2.0, "kd_loss": "kl", "kd_weight": 5.0, "mlm_weight": 2.0, "cosine_weight": 1.0}
+        return cls(**{**values, **overrides})
+
+    @classmethod
     def tinybert(cls, stage: str = "intermediate", **overrides: Any) -> "DistillationConfig":
         """TinyBERT's task distillation, one stage at a time (Jiao et al., 2020).
 
         - `"intermediate"`: embedding + hidden-state + attention-score MSE (weights 1), no labels,
           uniform layer map.
+          TinyBERT's general stage uses the same losses on raw text (recipe family `general`,
+          `recipes/general/tinybert_general.yaml`).
         - `"prediction"`: soft cross-entropy on the logits at T=1 (TinyBERT's `soft_cross_entropy`),
           no task loss.
 

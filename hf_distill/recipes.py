@@ -28,6 +28,7 @@ from transformers import HfArgumentParser
 
 from .arguments import DataArguments, ModelArguments
 from .config import DistillationConfig
+from .general_arguments import GeneralModelArguments, TextDataArguments
 
 RECIPE_DATACLASSES = (ModelArguments, DataArguments, DistillationConfig)
 FAMILY_KEY = "recipe_family"
@@ -67,6 +68,12 @@ RECIPE_FAMILIES: dict[str, RecipeFamily] = {
         RECIPE_DATACLASSES,
         "hf_distill.run:run_recipe",
         "GLUE / IMDB: fine-tune a teacher, distil a student (DistilBERT, TinyBERT), no-teacher baselines.",
+    ),
+    "general": RecipeFamily(
+        "general",
+        (GeneralModelArguments, TextDataArguments, DistillationConfig),
+        "hf_distill.general:run_general",
+        "Raw text, no labels: DistilBERT's masked-LM pre-training distillation, TinyBERT's general stage.",
     ),
 }
 
