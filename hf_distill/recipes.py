@@ -28,6 +28,8 @@ from transformers import HfArgumentParser
 
 from .arguments import DataArguments, ModelArguments
 from .config import DistillationConfig
+from .retrieval.arguments import RetrievalDataArguments, RetrievalModelArguments
+from .retrieval.config import RetrievalDistillationConfig
 
 RECIPE_DATACLASSES = (ModelArguments, DataArguments, DistillationConfig)
 FAMILY_KEY = "recipe_family"
@@ -67,6 +69,12 @@ RECIPE_FAMILIES: dict[str, RecipeFamily] = {
         RECIPE_DATACLASSES,
         "hf_distill.run:run_recipe",
         "GLUE / IMDB: fine-tune a teacher, distil a student (DistilBERT, TinyBERT), no-teacher baselines.",
+    ),
+    "retrieval": RecipeFamily(
+        "retrieval",
+        (RetrievalModelArguments, RetrievalDataArguments, RetrievalDistillationConfig),
+        "hf_distill.retrieval.run:run_retrieval",
+        "Image-text retrieval (Flickr30k): distil a CLIP-style dual encoder; Recall@1/5/10 both ways.",
     ),
 }
 

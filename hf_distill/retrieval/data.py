@@ -24,6 +24,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -205,8 +206,8 @@ def karpathy_splits_from_rows(
     missing = [c for c in (image_column, caption_column, split_column) if c not in columns]
     if missing:
         raise ValueError(
-            f"The Flickr30k table has no column(s) {missing} (columns: {columns}): set hub_image_column, "
-            "hub_caption_column and hub_split_column to its names."
+            f"The Flickr30k table has no column(s) {missing} (columns: {columns}): set image_column, "
+            "caption_column and split_column to its names."
         )
     splits = rows[split_column]
     groups: dict[str, list[int]] = {split: [] for split in SPLITS}
@@ -323,7 +324,7 @@ def synthetic_shapes(num_images: int, image_size: int = 32, seed: int = 0) -> Re
             x = (cell % 2) * half + rng.randint(1, half - size - 1)
             y = (cell // 2) * half + rng.randint(1, half - size - 1)
             _draw(draw, shape, (x, y, x + size, y + size), COLORS[color])
-        pixels = torch.tensor(list(canvas.getdata()), dtype=torch.float32).reshape(image_size, image_size, 3)
+        pixels = torch.from_numpy(np.asarray(canvas, dtype=np.float32).copy())
         images.append(pixels.permute(2, 0, 1) / 127.5 - 1.0)
         (c1, s1, p1), (c2, s2, p2) = [(c, s, CELLS[cell]) for c, s, cell in objects]
         captions.append([t.format(c1=c1, s1=s1, p1=p1, c2=c2, s2=s2, p2=p2) for t in _TEMPLATES])
