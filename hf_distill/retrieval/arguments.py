@@ -101,8 +101,11 @@ class RetrievalDataArguments:
             it, Flickr30k comes from `dataset_name`.
         dataset_name (`str`, defaults to `"nlphuji/flickr30k"`):
             A parquet copy on the Hub, one row per image with its captions and Karpathy split.
-        dataset_revision (`str`, *optional*):
-            Its revision (e.g. `"refs/convert/parquet"`).
+        dataset_config_name (`str`, *optional*, defaults to `"TEST"`):
+            Its configuration (`nlphuji/flickr30k`'s parquet export keeps all 31,014 images, with their
+            Karpathy `split` column, in configuration `TEST`, split `test`).
+        dataset_revision (`str`, *optional*, defaults to `"refs/convert/parquet"`):
+            Its revision: the Hub's parquet export (script-based datasets do not load in datasets 4+).
         image_column, caption_column, split_column (`str`):
             Its column names (defaults `image`, `caption`, `split`).
         eval_split (`str`, defaults to `"test"`):
@@ -131,7 +134,10 @@ class RetrievalDataArguments:
         default=None, metadata={"help": "Local Flickr30k: images/ + dataset_flickr30k.json (Karpathy split)."}
     )
     dataset_name: str = field(default="nlphuji/flickr30k", metadata={"help": "Parquet copy of Flickr30k on the Hub."})
-    dataset_revision: Optional[str] = field(default=None, metadata={"help": "Revision of dataset_name."})
+    dataset_config_name: Optional[str] = field(default="TEST", metadata={"help": "Configuration of dataset_name."})
+    dataset_revision: Optional[str] = field(
+        default="refs/convert/parquet", metadata={"help": "Revision of dataset_name (the Hub's parquet export)."}
+    )
     image_column: str = field(default="image", metadata={"help": "Image column of dataset_name."})
     caption_column: str = field(default="caption", metadata={"help": "Caption-list column of dataset_name."})
     split_column: str = field(default="split", metadata={"help": "Karpathy split column of dataset_name."})

@@ -11,7 +11,7 @@ Sources:
   counts as train).
 - `load_karpathy_hub(name)`: a parquet copy on the Hub (`datasets.load_dataset`), one row per image
   with an image column, a list of captions and a Karpathy `split` column (as in
-  `nlphuji/flickr30k`'s parquet export); script-based datasets do not load in datasets 4+.
+  `nlphuji/flickr30k`'s parquet export, the default); script-based datasets do not load in datasets 4+.
 - `synthetic_shapes(...)`: coloured shapes in the cells of a grid, drawn in code, with captions
   that name them. A functional check that runs offline, not a Flickr30k substitute.
 """
@@ -242,18 +242,22 @@ class _LazyColumn(Sequence):
         return self.rows[item][self.column]
 
 
-def load_karpathy_hub(name: str, revision: Optional[str] = None, **columns: Any) -> dict[str, RetrievalSplit]:
+def load_karpathy_hub(
+    name: str, config_name: Optional[str] = None, revision: Optional[str] = None, **columns: Any
+) -> dict[str, RetrievalSplit]:
     """Flickr30k from a parquet copy on the Hub (one row per image with its 5 captions and Karpathy split).
 
     Args:
-        name (`str`): The dataset repository, e.g. `"nlphuji/flickr30k"` (its parquet export has the
-            columns `image`, `caption`, `split`, `filename`).
-        revision (`str`, *optional*): Branch, tag or commit (e.g. `"refs/convert/parquet"`).
+        name (`str`): The dataset repository, e.g. `"nlphuji/flickr30k"` (its parquet export, revision
+            `refs/convert/parquet`, configuration `TEST`, has the columns `image`, `caption` (5),
+            `sentids`, `split`, `img_id`, `filename`, all 31,014 images in one split).
+        config_name (`str`, *optional*): The configuration (`"TEST"` for `nlphuji/flickr30k`).
+        revision (`str`, *optional*): Branch, tag or commit (`"refs/convert/parquet"`).
         **columns: `image_column`, `caption_column`, `split_column`, `id_column` for other layouts.
     """
     from datasets import concatenate_datasets, load_dataset
 
-    loaded = load_dataset(name, revision=revision)
+    loaded = load_dataset(name, config_name, revision=revision)
     rows = concatenate_datasets(list(loaded.values())) if len(loaded) > 1 else next(iter(loaded.values()))
     return karpathy_splits_from_rows(rows, **columns)
 

@@ -66,6 +66,7 @@ def load_splits(data_args: RetrievalDataArguments, seed: int) -> tuple[Retrieval
         else:
             splits = load_karpathy_hub(
                 data_args.dataset_name,
+                data_args.dataset_config_name,
                 data_args.dataset_revision,
                 image_column=data_args.image_column,
                 caption_column=data_args.caption_column,
