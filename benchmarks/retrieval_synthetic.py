@@ -1,0 +1,83 @@
+"""Offline functional check of the retrieval recipes: teacher, distilled student, student alone, chance.
+
+    python benchmarks/retrieval_synthetic.py [--output_root runs/retrieval_synthetic] [--threads 1]
+
+Runs the three recipes of `recipes/retrieval_synthetic/` in order, exactly as `hf-distill train`
+does: a tiny CLIP teacher trained with the contrastive loss on coloured shapes drawn in code
+(`teacher.yaml`), a smaller student distilled from it (`distill.yaml`), and the same student trained
+without a teacher (`alone.yaml`). Prints the recalls on the synthetic evaluation set (200 images,
+5 captions each) and the chance level. A functional check of the code path, not a Flickr30k result.
+
+One thread by default: on the project's 2 shared cores, two PyTorch threads were ~30x slower than
+one for these tiny models (measured: 3.7 s vs 0.12 s per forward+backward at batch 64 under load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from hf_distill.recipes import parse_recipe, recipe_family_of, run_parsed  # noqa: E402
+
+RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "retrieval_synthetic")
+KEYS = ("text_to_image_R@1", "text_to_image_R@5", "text_to_image_R@10",
+        "image_to_text_R@1", "image_to_text_R@5", "image_to_text_R@10", "mean_recall")
+
+
+def run(name: str, overrides: list[str]) -> tuple[dict, float]:
+    path = os.path.join(RECIPES, f"{name}.yaml")
+    start = time.perf_counter()
+    results = run_parsed(recipe_family_of(path, overrides), parse_recipe(path, overrides))
+    return results, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output_root", default="runs/retrieval_synthetic")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--skip_teacher", action="store_true", help="Reuse OUTPUT_ROOT/teacher from an earlier run.")
+    options = parser.parse_args()
+    torch.set_num_threads(options.threads)
+    root = options.output_root
+    teacher_dir = os.path.join(root, "teacher")
+    common = ["--disable_tqdm", "true"]
+    rows, seconds = [], {}
+    if not options.skip_teacher:
+        _, seconds["teacher"] = run("teacher", ["--output_dir", teacher_dir, *common])
+    distilled, seconds["distill"] = run("distill", ["--output_dir", os.path.join(root, "distill"),
+                                                    "--teacher_model_name_or_path", teacher_dir, *common])
+    alone, seconds["alone"] = run("alone", ["--output_dir", os.path.join(root, "alone"),
+                                            "--model_name_or_path", teacher_dir, *common])
+    rows.append(("teacher (tiny CLIP, contrastive only)", distilled["teacher"]["parameters"], distilled["teacher"]["recall"]))
+    rows.append(("student distilled (distill.yaml)", distilled["student"]["parameters"], distilled["student"]["recall"]))
+    rows.append(("student alone (alone.yaml)", alone["student"]["parameters"], alone["student"]["recall"]))
+    if "two_stage" in distilled:
+        top_k = distilled["two_stage"]["top_k"]
+        rows.append((f"distilled student top-{top_k} + teacher re-rank", None, distilled["two_stage"]["recall"]))
+    rows.append(("chance", None, distilled["chance"]))
+    print(f"\nSynthetic shapes retrieval, {distilled['data']['eval_images']} evaluation images x 5 captions "
+          f"(torch threads: {options.threads})")
+    print("| model | params | " + " | ".join(k.replace("text_to_image_", "t2i ").replace("image_to_text_", "i2t ")
+                                            .replace("mean_recall", "mean") for k in KEYS) + " |")
+    print("|" + "---|" * (len(KEYS) + 2))
+    for name, params, recall in rows:
+        print(f"| {name} | {params or ''} | " + " | ".join(f"{recall[k]:.1f}" for k in KEYS) + " |")
+    print("\nwall-clock seconds per recipe (training + evaluation): "
+          + ", ".join(f"{name} {value:.0f}" for name, value in seconds.items()))
+    if "two_stage" in distilled:
+        two = distilled["two_stage"]
+        print(f"two-stage cost: teacher encodings per query {two['teacher_encodings_per_query']}; shortlisted "
+              f"gallery {two['image_gallery_encodings']}/{two['full_image_gallery_encodings']} images, "
+              f"{two['caption_gallery_encodings']}/{two['full_caption_gallery_encodings']} captions; "
+              f"student encoding {two['student_seconds']} s, teacher {two['teacher_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
