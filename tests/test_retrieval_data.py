@@ -63,6 +63,7 @@ def test_hub_table_is_grouped_by_its_karpathy_split_column():
     splits = karpathy_splits_from_rows(rows)
     assert splits["train"].image_ids == ["0.jpg", "3.jpg"]
     assert list(splits["train"].images[:2]) == ["img0", "img3"]
+    assert list(splits["train"].select(1).images) == ["img0"]  # stays a lazy column
     assert splits["test"].captions == [[f"c1{k}" for k in range(5)]]
     assert splits["validation"].images[0] == "img2"
     with pytest.raises(ValueError, match="split_column"):

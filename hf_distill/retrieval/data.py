@@ -237,8 +237,10 @@ class _LazyColumn(Sequence):
         return len(self.rows)
 
     def __getitem__(self, item):
-        if isinstance(item, slice):
-            return [self.rows[i][self.column] for i in range(*item.indices(len(self)))]
+        if isinstance(item, slice):  # still lazy: `RetrievalSplit.select` must not decode 29,000 images
+            return _LazyColumn(self.rows.select(range(*item.indices(len(self)))), self.column)
+        if not -len(self) <= item < len(self):
+            raise IndexError(item)
         return self.rows[item][self.column]
 
 
