@@ -162,9 +162,35 @@ def test_bad_setups_fail_before_training(tmp_path):
         make_trainer(tmp_path, narrow_student(teacher), None)
     with pytest.raises(ValueError, match="every teacher-based weight"):
         make_trainer(tmp_path, narrow_student(teacher), teacher, similarity_kd_weight=0.0)
+    with pytest.raises(ValueError, match="share a tokenizer"):
+        other = tiny_clip()
+        other.config.text_config.vocab_size += 1
+        make_trainer(tmp_path, narrow_student(teacher), other)
     with pytest.raises(TypeError, match="not a dual encoder"):
         make_trainer(tmp_path, torch.nn.Linear(2, 2), teacher)
     with pytest.raises(ValueError, match="All loss weights are 0"):
         make_args(tmp_path, contrastive_weight=0.0, similarity_kd_weight=0.0)
     with pytest.raises(ValueError, match="not its log"):
         make_args(tmp_path, logit_scale=-1.0)
+
+
+def test_separate_towers_student_vision_text_dual_encoder(tmp_path):
+    """A small ViT and a small BERT with projection heads to a shared space, distilled from a CLIP teacher."""
+    from transformers import BertConfig, ViTConfig, VisionTextDualEncoderConfig, VisionTextDualEncoderModel
+
+    teacher = tiny_clip()
+    torch.manual_seed(3)
+    vision = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                       image_size=16, patch_size=8)
+    text = BertConfig(vocab_size=len(TOKENIZER), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=32)
+    student = VisionTextDualEncoderModel(VisionTextDualEncoderConfig.from_vision_text_configs(vision, text, projection_dim=8))
+    before = student.text_projection.weight.detach().clone()
+    trainer = make_trainer(tmp_path, student, teacher, max_steps=2, **ALL_RETRIEVAL_TERMS)
+    assert trainer.distillation_heads.has_parameters  # 8-d student embeddings, 16-d teacher's
+    trainer.train()
+    assert not torch.equal(before, student.text_projection.weight)
+    trainer.save_model()
+    loaded, info = AutoModel.from_pretrained(str(tmp_path), output_loading_info=True)
+    assert isinstance(loaded, VisionTextDualEncoderModel) and all(not v for v in info.values()), info
+    assert (tmp_path / HEADS_WEIGHTS_NAME).exists()

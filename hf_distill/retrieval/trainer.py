@@ -14,7 +14,9 @@ Design (as for GLUE):
   its `logit_scale` trains inside the forward (DDP sees it).
 - The embedding projections (`RetrievalHeads`) are a submodule of the student run from a forward
   hook, so the optimizer, DDP and checkpoints see one model; they are left out of the saved student.
-- The teacher is frozen, in eval mode, never in the optimizer, never wrapped or saved.
+- The teacher is frozen, in eval mode, never in the optimizer, never wrapped or saved. It reads
+  the student's batch, so the two share a tokenizer and an image processor (checked: vocabulary
+  size and image size).
 - In-batch negatives are those of one micro-batch on one device (no gathering across devices), as
   in HF's `clip_loss`. Each micro-batch's loss is its own mean; with gradient accumulation the
   optimizer step uses the mean of the micro-batch losses.
@@ -141,6 +143,8 @@ class RetrievalDistillationTrainer(DistillationTrainer):
             teacher_model = self._load_teacher(teacher_model, model, args)
         if teacher_model is not None:
             self._check_dual_encoder(teacher_model, "teacher")
+        if teacher_model is not None:
+            self._check_shared_inputs(model, teacher_model)
         if args.needs_teacher and teacher_model is None:
             on = [name for term, name in TERM_WEIGHTS.items() if term != "clip" and getattr(args, name) > 0]
             raise ValueError(
@@ -184,6 +188,21 @@ class RetrievalDistillationTrainer(DistillationTrainer):
                 f"The {what} {type(model).__name__} is not a dual encoder (no {', '.join(missing)}): use a CLIPModel, "
                 "a VisionTextDualEncoderModel, or another model with image and text towers."
             )
+
+    @staticmethod
+    def _check_shared_inputs(student: nn.Module, teacher: nn.Module) -> None:
+        """Teacher and student read the same batch: one tokenizer (vocabulary) and one image size."""
+        for tower, key, fix in (
+            ("text_config", "vocab_size", "they must share a tokenizer"),
+            ("vision_config", "image_size", "they must share an image processor"),
+        ):
+            s_value = getattr(getattr(student.config, tower, None), key, None)
+            t_value = getattr(getattr(teacher.config, tower, None), key, None)
+            if s_value is not None and t_value is not None and s_value != t_value:
+                raise ValueError(
+                    f"Teacher and student {tower}.{key} differ ({t_value} vs {s_value}): both models read the same "
+                    f"batch, so {fix}. Build the student from the teacher (create_clip_student)."
+                )
 
     @staticmethod
     def _set_logit_scale(model: nn.Module, args: RetrievalDistillationConfig) -> None:
