@@ -2,6 +2,8 @@
 
     hf-distill train RECIPE.yaml [--key value ...]   run a recipe; flags override the file
     hf-distill demo [--output_dir DIR] [...]         offline end-to-end distillation on pip-installed assets
+    hf-distill export MODEL_DIR --output DIR [--quantize dynamic|static] [...]   ONNX / INT8 export, checked
+    hf-distill benchmark EXPORT_DIR                  time an export again and print its table
 """
 
 from __future__ import annotations
@@ -50,9 +52,33 @@ def _demo(argv: Sequence[str]) -> int:
     return 0
 
 
+def _export(argv: Sequence[str]) -> int:
+    from .export import ExportError, ParityError
+    from .export.commands import run_export_command
+
+    try:
+        return run_export_command(argv)
+    except (ExportError, ParityError) as error:
+        print(f"hf-distill export: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _benchmark(argv: Sequence[str]) -> int:
+    from .export import ExportError
+    from .export.commands import run_benchmark_command
+
+    try:
+        return run_benchmark_command(argv)
+    except ExportError as error:
+        print(f"hf-distill benchmark: error: {error}", file=sys.stderr)
+        return 2
+
+
 COMMANDS = {
     "train": (_train, "Run a recipe YAML (`hf-distill train --help` lists every option)."),
     "demo": (_demo, "Offline end-to-end demo: fine-tune MiniLM-L6 on IMDB, distil a 3-layer student, compare."),
+    "export": (_export, "Export a model to ONNX (+ INT8), check parity, accuracy and latency; writes export_report.json."),
+    "benchmark": (_benchmark, "Time an existing export again and print its table."),
 }
 
 
