@@ -142,8 +142,14 @@ def load_pytorch_model(model_dir: str | os.PathLike, spec: ModelSpec):
     import transformers
 
     model_class = getattr(transformers, spec.model_class)
+    kwargs = {}
+    if spec.tower is not None and _read_config(Path(model_dir))["model_type"] == "clip":
+        # One tower of a full CLIPModel folder: its sub-config, with the dual encoder's projection width.
+        full = transformers.CLIPConfig.from_pretrained(str(model_dir))
+        kwargs["config"] = full.text_config if spec.tower == "text" else full.vision_config
+        kwargs["config"].projection_dim = full.projection_dim
     try:
-        model = model_class.from_pretrained(str(model_dir), attn_implementation="eager")
+        model = model_class.from_pretrained(str(model_dir), attn_implementation="eager", **kwargs)
     except Exception as error:  # corrupt safetensors, shape mismatch with config.json, ...
         raise ExportError(
             f"Could not load {spec.model_class} from {model_dir}: {type(error).__name__}: {error}\n"
