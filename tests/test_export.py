@@ -328,3 +328,13 @@ def test_optimum_and_onnxruntime_are_imported_lazily():
             else:
                 continue
             assert not [n for n in names if n.split(".")[0] in heavy], f"{path.name} imports {names} at module level"
+
+
+def test_latency_variants_take_turns_and_the_median_is_kept():
+    from hf_distill.export.latency import median_latencies_ms
+
+    calls = []
+    runners = {name: (lambda n: lambda: calls.append(n))(name) for name in ("pytorch_fp32", "onnx_fp32", "onnx_int8")}
+    result = median_latencies_ms(runners, runs=3, warmup=1)
+    assert calls == ["pytorch_fp32", "onnx_fp32", "onnx_int8"] * 4  # 1 warm-up round + 3 timed rounds, interleaved
+    assert set(result) == set(runners) and all(value >= 0 for value in result.values())

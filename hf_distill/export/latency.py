@@ -9,16 +9,22 @@ from typing import Callable
 DEFAULT_SHAPES = ((1, 128), (32, 128))
 
 
-def median_latency_ms(run: Callable[[], object], runs: int = 10, warmup: int = 2) -> float:
-    """Median wall time of `run()` in milliseconds over `runs` calls, after `warmup` untimed calls."""
+def median_latencies_ms(runners: dict[str, Callable[[], object]], runs: int = 10, warmup: int = 2) -> dict[str, float]:
+    """Median wall time in milliseconds of each runner, over `runs` rounds after `warmup` untimed rounds.
+
+    The runners take turns within each round (A, B, C, A, B, C, ...) rather than running in blocks, so a
+    change in machine load during the measurement (other jobs on a shared CPU) hits every variant alike.
+    """
     for _ in range(warmup):
-        run()
-    times = []
+        for run in runners.values():
+            run()
+    times = {name: [] for name in runners}
     for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1000.0 * statistics.median(values) for name, values in times.items()}
 
 
 def shape_key(batch_size: int, sequence_length: int, modality: str = "text", image_size: int = 224) -> str:
@@ -37,7 +43,7 @@ def measure_latencies(model, sessions: dict, feeds_for_shape: Callable[[int, int
         sessions (`dict`): Variant name (`"onnx_fp32"`, `"onnx_int8"`) -> `InferenceSession`.
         feeds_for_shape (`Callable`): `(batch, sequence) -> feed dict` of numpy arrays.
         shapes (`tuple`): (batch, sequence) pairs.
-        runs (`int`): Timed runs per variant and shape (the median is kept).
+        runs (`int`): Timed rounds per shape (the median is kept); variants alternate within a round.
         warmup (`int`): Untimed runs first.
 
     Returns:
@@ -54,10 +60,11 @@ def measure_latencies(model, sessions: dict, feeds_for_shape: Callable[[int, int
             with torch.inference_mode():
                 model(**tensors)
 
-        row = {"pytorch_fp32": median_latency_ms(run_torch, runs, warmup)}
+        runners = {"pytorch_fp32": run_torch}
         for name, session in sessions.items():
             session_feeds = {spec.name: feeds[spec.name] for spec in session.get_inputs()}
-            row[name] = median_latency_ms(lambda: session.run(None, session_feeds), runs, warmup)
+            runners[name] = (lambda s, f: lambda: s.run(None, f))(session, session_feeds)
+        row = median_latencies_ms(runners, runs, warmup)
         image_size = getattr(model.config, "image_size", 224)
         results[shape_key(batch_size, sequence_length, modality, image_size)] = {k: round(v, 2) for k, v in row.items()}
     return results
