@@ -204,6 +204,7 @@ def test_clip_text_and_vision_towers_export_with_parity(tmp_path):
 
     text = export_model(folder, tmp_path / "text", tower="text", quantize="dynamic", latency=False, verbose=False)
     assert text["task"] == "feature-extraction" and text["parity"]["passed"]
+    assert text["optimization_level"] is None  # optimum's ORTOptimizer has no rules for clip_text_model
     session = ort.InferenceSession(str(tmp_path / "text" / "model.onnx"), providers=["CPUExecutionProvider"])
     ids = torch.randint(5, 40, (3, 11))
     mask = torch.ones_like(ids)

@@ -258,18 +258,21 @@ def optimize_onnx(raw_dir: Path, output_dir: Path, level: Optional[str]) -> Opti
     output_dir.mkdir(parents=True, exist_ok=True)
     if level is not None:
         from optimum.onnxruntime import AutoOptimizationConfig, ORTOptimizer
+        from optimum.onnxruntime.utils import ORTConfigManager
 
+        config = AutoOptimizationConfig.with_optimization_level(optimization_level=level)
+        config.disable_shape_inference = True
+        with open(raw_dir / "config.json", encoding="utf-8") as file:
+            model_type = json.load(file)["model_type"]
         try:
-            optimizer = ORTOptimizer.from_pretrained(raw_dir, file_names=[ONNX_FP32_FILE])
-            config = AutoOptimizationConfig.with_optimization_level(optimization_level=level)
-            config.disable_shape_inference = True
-            optimizer.optimize(save_dir=output_dir, optimization_config=config, file_suffix="")
-            return level
-        except (KeyError, NotImplementedError, ValueError) as error:
-            if "level" in str(error).lower() and "optimization" in str(error).lower():
-                raise
+            ORTConfigManager.check_optimization_supported_model(model_type, config)
+        except NotImplementedError as error:
             print(f"hf-distill export: graph optimisation {level} is not available for this model ({error}); "
                   "keeping the plain export (ONNX Runtime still applies its own optimisations when loading).")
+        else:
+            optimizer = ORTOptimizer.from_pretrained(raw_dir, file_names=[ONNX_FP32_FILE])
+            optimizer.optimize(save_dir=output_dir, optimization_config=config, file_suffix="")
+            return level
     shutil.copyfile(raw_dir / ONNX_FP32_FILE, output_dir / ONNX_FP32_FILE)
     return None
 
