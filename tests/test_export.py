@@ -142,11 +142,14 @@ def test_benchmark_measures_an_existing_export_again(dynamic_export, capsys):
     assert "latency ms, b32 x 128" in table and "onnx_int8" in table and "passed" in table
 
 
-def test_static_quantization_calibrates_on_the_task_and_reports_accuracy(classifier_dir, tmp_path):
+def test_static_quantization_calibrates_on_the_task_and_reports_accuracy(classifier_dir, tmp_path, monkeypatch):
     from optimum.onnxruntime import ORTModelForSequenceClassification
 
     data_dir = _sst2_dir(tmp_path / "glue", n_train=24, n_dev=10)
     output = tmp_path / "static"
+    working_dir = tmp_path / "cwd"
+    working_dir.mkdir()
+    monkeypatch.chdir(working_dir)  # ONNX Runtime's tools can leave debug files in the working directory
     report = export_model(classifier_dir, output, quantize="static", task_name="sst2", data_dir=str(data_dir),
                           calibration_samples=16, latency=False, verbose=False)
     assert report["quantization"]["mode"] == "static" and report["quantization"]["calibration_examples"] == 16
@@ -160,6 +163,7 @@ def test_static_quantization_calibrates_on_the_task_and_reports_accuracy(classif
 
     op_types = {node.op_type for node in onnx.load(str(output / "model_quantized.onnx")).graph.node}
     assert "QuantizeLinear" in op_types and "DequantizeLinear" in op_types
+    assert os.listdir(working_dir) == []  # scratch files stay in a temporary folder
     model = ORTModelForSequenceClassification.from_pretrained(output, file_name="model_quantized.onnx")
     ids = torch.randint(5, 40, (2, 9))
     assert model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids)).logits.shape == (2, 2)
