@@ -5,6 +5,8 @@
     hf-distill card OUTPUT_DIR [...]                 write the run's model card (README.md)
     hf-distill push OUTPUT_DIR --repo-id NAME [...]  publish the run to the Hub (--dry-run lists the files)
     hf-distill augment --model_name_or_path M ...   TinyBERT data augmentation of a task file
+    hf-distill export MODEL_DIR --output DIR [--quantize dynamic|static] [...]   ONNX / INT8 export, checked
+    hf-distill benchmark EXPORT_DIR                  time an export again and print its table
 """
 
 from __future__ import annotations
@@ -72,12 +74,36 @@ def _augment(argv: Sequence[str]) -> int:
     return 0
 
 
+def _export(argv: Sequence[str]) -> int:
+    from .export import ExportError, ParityError
+    from .export.commands import run_export_command
+
+    try:
+        return run_export_command(argv)
+    except (ExportError, ParityError) as error:
+        print(f"hf-distill export: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _benchmark(argv: Sequence[str]) -> int:
+    from .export import ExportError
+    from .export.commands import run_benchmark_command
+
+    try:
+        return run_benchmark_command(argv)
+    except ExportError as error:
+        print(f"hf-distill benchmark: error: {error}", file=sys.stderr)
+        return 2
+
+
 COMMANDS = {
     "train": (_train, "Run a recipe YAML (`hf-distill train --help` lists every option)."),
     "demo": (_demo, "Offline end-to-end demo: fine-tune MiniLM-L6 on IMDB, distil a 3-layer student, compare."),
     "card": (_card, "Write the model card (README.md) of a run folder from its results.json and export report."),
     "push": (_push, "Upload a run folder (student, tokenizer, card, optional ONNX) to the Hub in one commit."),
     "augment": (_augment, "TinyBERT data augmentation: masked-LM word replacements written to a new task file."),
+    "export": (_export, "Export a model to ONNX (+ INT8), check parity, accuracy and latency; writes export_report.json."),
+    "benchmark": (_benchmark, "Time an existing export again and print its table."),
 }
 
 

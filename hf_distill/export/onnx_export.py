@@ -1,0 +1,285 @@
+"""ONNX export of a saved model folder with Optimum, and ONNX Runtime graph optimisation.
+
+Supported models: sequence classification (and regression), masked LM, token classification,
+question answering, plain encoders (`feature-extraction`), and the two towers of a CLIP dual
+encoder (`CLIPTextModelWithProjection`, `CLIPVisionModelWithProjection`, or either tower of a
+`CLIPModel` folder with `tower="text"` / `"vision"`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+ONNX_FP32_FILE = "model.onnx"
+ONNX_INT8_FILE = "model_quantized.onnx"
+REPORT_FILE = "export_report.json"
+DEFAULT_OPSET = 17
+
+# Architecture suffix -> (optimum task, transformers auto class name).
+_HEADS = {
+    "ForSequenceClassification": ("text-classification", "AutoModelForSequenceClassification"),
+    "ForMaskedLM": ("fill-mask", "AutoModelForMaskedLM"),
+    "ForTokenClassification": ("token-classification", "AutoModelForTokenClassification"),
+    "ForQuestionAnswering": ("question-answering", "AutoModelForQuestionAnswering"),
+}
+_CLIP_TOWERS = {
+    "text": "CLIPTextModelWithProjection",
+    "vision": "CLIPVisionModelWithProjection",
+}
+ORT_MODEL_CLASSES = {
+    "text-classification": "ORTModelForSequenceClassification",
+    "fill-mask": "ORTModelForMaskedLM",
+    "token-classification": "ORTModelForTokenClassification",
+    "question-answering": "ORTModelForQuestionAnswering",
+    "feature-extraction": "ORTModelForFeatureExtraction",
+}
+"""The `optimum.onnxruntime` class that loads an export of each task."""
+
+
+class ExportError(ValueError):
+    """A model folder that cannot be exported, or an export that failed its own checks."""
+
+
+@dataclass
+class ModelSpec:
+    """What to export from a model folder.
+
+    Attributes:
+        task (`str`): Optimum task name (`"text-classification"`, `"fill-mask"`, `"feature-extraction"`, ...).
+        model_class (`str`): The `transformers` class that loads the PyTorch model.
+        tower (`str`, *optional*): `"text"` or `"vision"` for a CLIP tower, else `None`.
+        modality (`str`): `"text"` or `"vision"`: what the model's inputs are.
+    """
+
+    task: str
+    model_class: str
+    tower: Optional[str] = None
+    modality: str = "text"
+
+
+def _read_config(model_dir: Path) -> dict:
+    if not model_dir.is_dir():
+        raise ExportError(f"{model_dir} is not a folder. Pass a model folder written by `save_pretrained` "
+                          "(e.g. the output_dir of `hf-distill train`).")
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise ExportError(f"{model_dir} has no config.json, so it is not a saved model folder. Pass the folder "
+                          "written by `save_pretrained` (e.g. the output_dir of `hf-distill train`).")
+    try:
+        with open(config_path, encoding="utf-8") as file:
+            config = json.load(file)
+    except json.JSONDecodeError as error:
+        raise ExportError(f"{config_path} is not valid JSON ({error}); the folder is corrupt. Re-save the model "
+                          "with `save_pretrained`.") from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise ExportError(f"{config_path} has no `model_type`; it is not a transformers config. Re-save the model "
+                          "with `save_pretrained`.")
+    weights = [name for name in os.listdir(model_dir) if name.endswith((".safetensors", ".bin"))]
+    if not weights:
+        raise ExportError(f"{model_dir} holds no weights (no *.safetensors or *.bin file). Copy the whole folder "
+                          "written by `save_pretrained`.")
+    return config
+
+
+def resolve_model_spec(model_dir: str | os.PathLike, task: str = "auto", tower: Optional[str] = None) -> ModelSpec:
+    """Decides what to export from a model folder's `config.json`.
+
+    Args:
+        model_dir (`str` or `os.PathLike`): A folder written by `save_pretrained`.
+        task (`str`, defaults to `"auto"`): An optimum task name to force, or `"auto"` to read it from the
+            config's `architectures`.
+        tower (`str`, *optional*): `"text"` or `"vision"`: which tower of a CLIP model to export.
+
+    Returns:
+        `ModelSpec`.
+
+    Raises:
+        ExportError: For a folder that is not a saved model, or an architecture with no known export.
+    """
+    config = _read_config(Path(model_dir))
+    architecture = (config.get("architectures") or [""])[0]
+    model_type = config["model_type"]
+    if model_type.startswith("clip") or architecture.startswith("CLIP"):
+        if tower is None:
+            tower = {"CLIPTextModelWithProjection": "text", "CLIPTextModel": "text",
+                     "CLIPVisionModelWithProjection": "vision", "CLIPVisionModel": "vision"}.get(architecture)
+        if tower not in _CLIP_TOWERS:
+            raise ExportError(f"{model_dir} is a CLIP model ({architecture or model_type}); choose the tower to "
+                              "export with tower='text' or tower='vision' (`--tower text|vision`).")
+        return ModelSpec("feature-extraction", _CLIP_TOWERS[tower], tower=tower, modality=tower)
+    if tower is not None:
+        raise ExportError(f"tower={tower!r} applies to CLIP dual encoders only; {model_dir} is a {model_type} model.")
+    for suffix, (head_task, auto_class) in _HEADS.items():
+        if architecture.endswith(suffix):
+            if task not in ("auto", head_task):
+                raise ExportError(f"{model_dir} holds a {architecture}, which exports as {head_task!r}, not {task!r}.")
+            return ModelSpec(head_task, auto_class)
+    if task in ("auto", "feature-extraction") and (architecture.endswith("Model") or not architecture):
+        return ModelSpec("feature-extraction", "AutoModel")
+    if task in ORT_MODEL_CLASSES:
+        inverse = {head_task: auto_class for head_task, auto_class in _HEADS.values()}
+        return ModelSpec(task, inverse.get(task, "AutoModel"))
+    raise ExportError(f"Don't know how to export {architecture or model_type} from {model_dir}. Supported: "
+                      f"*ForSequenceClassification, *ForMaskedLM, *ForTokenClassification, *ForQuestionAnswering, "
+                      f"base encoders and CLIP towers; or pass task= one of {sorted(ORT_MODEL_CLASSES)}.")
+
+
+def load_pytorch_model(model_dir: str | os.PathLike, spec: ModelSpec):
+    """Loads the PyTorch model of `spec` in eval mode, with a clear error for corrupt or mismatched weights.
+
+    Args:
+        model_dir (`str` or `os.PathLike`): The model folder.
+        spec (`ModelSpec`): What to load.
+
+    Returns:
+        `PreTrainedModel`.
+    """
+    import transformers
+
+    model_class = getattr(transformers, spec.model_class)
+    kwargs = {}
+    if spec.tower is not None and _read_config(Path(model_dir))["model_type"] == "clip":
+        # One tower of a full CLIPModel folder: its sub-config, with the dual encoder's projection width.
+        full = transformers.CLIPConfig.from_pretrained(str(model_dir))
+        kwargs["config"] = full.text_config if spec.tower == "text" else full.vision_config
+        kwargs["config"].projection_dim = full.projection_dim
+    try:
+        model = model_class.from_pretrained(str(model_dir), attn_implementation="eager", **kwargs)
+    except Exception as error:  # corrupt safetensors, shape mismatch with config.json, ...
+        raise ExportError(
+            f"Could not load {spec.model_class} from {model_dir}: {type(error).__name__}: {error}\n"
+            "The folder is corrupt or its weights do not match its config.json. Re-save the model with "
+            "`save_pretrained` (or copy the whole folder again)."
+        ) from error
+    return model.eval()
+
+
+def load_preprocessor(model_dir: str | os.PathLike, spec: ModelSpec, model=None):
+    """The model's tokenizer (text) or image processor (vision; `None` when the folder has none).
+
+    Raises:
+        ExportError: When a text model's folder has no usable tokenizer, or the tokenizer's vocabulary is larger
+            than the model's embedding matrix (a tokenizer from another model).
+    """
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    if spec.modality == "vision":
+        try:
+            return AutoImageProcessor.from_pretrained(str(model_dir))
+        except Exception:
+            return None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    except Exception as error:
+        raise ExportError(f"Could not load a tokenizer from {model_dir} ({type(error).__name__}: {error}). Save the "
+                          "tokenizer next to the model (`tokenizer.save_pretrained(model_dir)`).") from error
+    if model is not None:
+        vocab_size = model.get_input_embeddings().weight.shape[0]
+        if len(tokenizer) > vocab_size:
+            raise ExportError(f"The tokenizer in {model_dir} has {len(tokenizer)} tokens but the model's embedding has "
+                              f"{vocab_size} rows: the tokenizer belongs to another model. Save the model's own "
+                              "tokenizer into the folder.")
+    return tokenizer
+
+
+def _custom_onnx_configs(model, spec: ModelSpec) -> Optional[dict]:
+    """ONNX configs for CLIP towers: optimum's, with the attention mask and the projected embedding as outputs."""
+    if spec.tower is None:
+        return None
+    from optimum.exporters.onnx.model_configs import CLIPTextWithProjectionOnnxConfig, CLIPVisionModelOnnxConfig
+
+    class CLIPTextTowerOnnxConfig(CLIPTextWithProjectionOnnxConfig):
+        @property
+        def inputs(self):
+            return {"input_ids": {0: "batch_size", 1: "sequence_length"},
+                    "attention_mask": {0: "batch_size", 1: "sequence_length"}}
+
+        @property
+        def outputs(self):
+            return {"text_embeds": {0: "batch_size"}, "last_hidden_state": {0: "batch_size", 1: "sequence_length"}}
+
+    class CLIPVisionTowerOnnxConfig(CLIPVisionModelOnnxConfig):
+        @property
+        def outputs(self):
+            return {"image_embeds": {0: "batch_size"}, "last_hidden_state": {0: "batch_size"}}
+
+    config_class = CLIPTextTowerOnnxConfig if spec.tower == "text" else CLIPVisionTowerOnnxConfig
+    return {"model": config_class(model.config, task="feature-extraction")}
+
+
+def export_to_onnx(model, spec: ModelSpec, preprocessor, output_dir: Path, opset: int = DEFAULT_OPSET) -> Path:
+    """Exports `model` with `optimum.exporters.onnx.onnx_export_from_model`, dynamic batch and sequence axes.
+
+    Writes `model.onnx`, `config.json` and the preprocessor files into `output_dir`. Optimum's own validation
+    is skipped: `verification.check_parity` runs a stricter one afterwards.
+
+    Returns:
+        `Path`: The exported `model.onnx`.
+    """
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    onnx_export_from_model(
+        model,
+        output_dir,
+        opset=opset,
+        task=spec.task,
+        do_validation=False,
+        custom_onnx_configs=_custom_onnx_configs(model, spec),
+        preprocessors=[preprocessor] if preprocessor is not None else None,
+    )
+    model.config.save_pretrained(output_dir)
+    if preprocessor is not None:
+        preprocessor.save_pretrained(output_dir)
+    path = output_dir / ONNX_FP32_FILE
+    if not path.is_file():
+        raise ExportError(f"optimum wrote no {ONNX_FP32_FILE} into {output_dir}; files: {sorted(os.listdir(output_dir))}.")
+    return path
+
+
+def optimize_onnx(raw_dir: Path, output_dir: Path, level: Optional[str]) -> Optional[str]:
+    """Applies ONNX Runtime's graph optimisation through `optimum.onnxruntime.ORTOptimizer` into `output_dir`.
+
+    Args:
+        raw_dir (`Path`): Folder of the plain export (`model.onnx`, `config.json`).
+        output_dir (`Path`): Where the optimised `model.onnx` goes.
+        level (`str`, *optional*): `"O1"`, `"O2"` (fusions, no approximation) or `"O3"` (adds GELU
+            approximation); `None` copies the plain export.
+
+    Returns:
+        `str` or `None`: The level applied; `None` when none was asked for or the model type has no ORT
+        fusion rules (then the plain export is copied and a warning printed).
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if level is not None:
+        from optimum.onnxruntime import AutoOptimizationConfig, ORTOptimizer
+        from optimum.onnxruntime.utils import ORTConfigManager
+
+        config = AutoOptimizationConfig.with_optimization_level(optimization_level=level)
+        config.disable_shape_inference = True
+        with open(raw_dir / "config.json", encoding="utf-8") as file:
+            model_type = json.load(file)["model_type"]
+        try:
+            ORTConfigManager.check_optimization_supported_model(model_type, config)
+        except NotImplementedError as error:
+            print(f"hf-distill export: graph optimisation {level} is not available for this model ({error}); "
+                  "keeping the plain export (ONNX Runtime still applies its own optimisations when loading).")
+        else:
+            optimizer = ORTOptimizer.from_pretrained(raw_dir, file_names=[ONNX_FP32_FILE])
+            optimizer.optimize(save_dir=output_dir, optimization_config=config, file_suffix="")
+            return level
+    shutil.copyfile(raw_dir / ONNX_FP32_FILE, output_dir / ONNX_FP32_FILE)
+    return None
+
+
+def copy_side_files(source_dir: Path, output_dir: Path) -> None:
+    """Copies config and preprocessor files (everything but ONNX graphs) that `output_dir` lacks."""
+    for name in os.listdir(source_dir):
+        source = source_dir / name
+        if source.is_file() and not name.endswith((".onnx", ".onnx_data")) and not (output_dir / name).exists():
+            shutil.copyfile(source, output_dir / name)
