@@ -28,6 +28,7 @@ from transformers import HfArgumentParser
 
 from .arguments import DataArguments, ModelArguments
 from .config import DistillationConfig
+from .online.config import MutualLearningConfig, PeerArguments, SelfDistillationConfig
 
 RECIPE_DATACLASSES = (ModelArguments, DataArguments, DistillationConfig)
 FAMILY_KEY = "recipe_family"
@@ -67,6 +68,18 @@ RECIPE_FAMILIES: dict[str, RecipeFamily] = {
         RECIPE_DATACLASSES,
         "hf_distill.run:run_recipe",
         "GLUE / IMDB: fine-tune a teacher, distil a student (DistilBERT, TinyBERT), no-teacher baselines.",
+    ),
+    "mutual": RecipeFamily(
+        "mutual",
+        (PeerArguments, DataArguments, MutualLearningConfig),
+        "hf_distill.online.run:run_mutual",
+        "Deep mutual learning: two or more peers teach each other, no trained teacher.",
+    ),
+    "self_distillation": RecipeFamily(
+        "self_distillation",
+        (ModelArguments, DataArguments, SelfDistillationConfig),
+        "hf_distill.online.run:run_self_distillation",
+        "Layer-wise self-distillation: exits on intermediate layers taught by the last; early-exit curve.",
     ),
 }
 
