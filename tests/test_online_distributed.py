@@ -28,7 +28,7 @@ def test_ddp_trains_every_part_like_one_process(kind, tmp_path):
     assert len(terms) >= 4  # per-peer task and kd terms, or per-exit task, kd and hidden terms
     for a, b in zip(ddp["logs"], single["logs"]):
         for key in terms:
-            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=2e-6), key  # logged with 6 decimals
     rank0 = safetensors.torch.load_file(ddp_dir / "rank0.safetensors")
     rank1 = safetensors.torch.load_file(ddp_dir / "rank1.safetensors")
     reference = safetensors.torch.load_file(single_dir / "rank0.safetensors")
