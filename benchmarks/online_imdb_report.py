@@ -1,6 +1,8 @@
 """Prints the tables of `benchmarks/online_imdb.sh` from its runs' results.json, with standard errors.
 
-    python benchmarks/online_imdb_report.py [OUT_DIR]
+    python benchmarks/online_imdb_report.py [DML_OUT_DIR [SD_OUT_DIR]]
+
+(defaults: runs/online_bench from `online_imdb.sh`, runs/online_bench_sd from `online_imdb_sd_longer.sh`)
 
 The standard error of an accuracy p on n examples is sqrt(p·(1 − p)/n) (binomial); a difference
 between two runs on the same examples has a standard error of at most about √2 times that.
@@ -21,7 +23,7 @@ def cell(p: float, n: int) -> str:
     return f"{100 * p:.2f} ± {100 * math.sqrt(p * (1 - p) / n):.2f}"
 
 
-def main(out: str) -> None:
+def main(out: str, sd_out: str) -> None:
     dml = load(os.path.join(out, "dml"))
     split, metrics = next(iter(dml["metrics"].items()))
     n = dml["data"]["eval_examples"][split]
@@ -37,8 +39,8 @@ def main(out: str) -> None:
           + ", ".join(f"{load(os.path.join(out, name))['train']['train_runtime']:.0f} s" for name in ("alone_024", "alone_135")))
 
     print("\nSelf-distillation, per-exit accuracy % ± standard error\n")
-    runs = {"with the deep exit's teaching (kd 1, hint 0.1)": "sd_taught", "labels only (kd 0, hint 0)": "sd_labels_only"}
-    results = {label: load(os.path.join(out, name)) for label, name in runs.items()}
+    runs = {"taught by the deep exit (kd 1, hint 0.1)": "sd_taught", "labels only (kd 0, hint 0)": "sd_labels_only"}
+    results = {label: load(os.path.join(sd_out, name)) for label, name in runs.items()}
     first = next(iter(results.values()))
     layers = list(first["per_exit_accuracy"])
     n = first["data"]["eval_examples"]
@@ -47,7 +49,7 @@ def main(out: str) -> None:
     for label, result in results.items():
         print(f"| {label} | " + " | ".join(cell(result["per_exit_accuracy"][layer], n) for layer in layers) + " |")
     for label, name in runs.items():
-        with open(os.path.join(out, name, "early_exit_curve.json")) as file:
+        with open(os.path.join(sd_out, name, "early_exit_curve.json")) as file:
             curve = json.load(file)
         print(f"\nEarly-exit sweep, {label}: {curve['examples']} {curve['split']} reviews, one at a time, 1 thread\n")
         exits = list(curve["rows"][0]["exit_fractions"])
@@ -62,4 +64,5 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/online_bench")
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/online_bench",
+         sys.argv[2] if len(sys.argv) > 2 else "runs/online_bench_sd")
