@@ -453,10 +453,11 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str, title: str = "Early ex
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, key, label in ((axes[0], "mean_layers", "mean layers used"), (axes[1], "median_ms",
                                                                           "median wall time per example (ms)")):
-        xs = [row[key] for row in rows]
-        ys = [100 * row["accuracy"] for row in rows]
+        ordered = sorted(rows, key=lambda row: row[key])
+        xs = [row[key] for row in ordered]
+        ys = [100 * row["accuracy"] for row in ordered]
         axis.plot(xs, ys, marker="o")
-        for row, x, y in zip(rows, xs, ys):
+        for row, x, y in zip(ordered, xs, ys):
             axis.annotate("full" if row["threshold"] is None else f"{row['threshold']:g}", (x, y),
                           textcoords="offset points", xytext=(4, 4), fontsize=8)
         axis.set_xlabel(label)
