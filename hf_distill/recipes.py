@@ -29,6 +29,7 @@ from transformers import HfArgumentParser
 from .arguments import DataArguments, ModelArguments
 from .config import DistillationConfig
 from .general_arguments import GeneralModelArguments, TextDataArguments
+from .online.config import MutualLearningConfig, PeerArguments, SelfDistillationConfig
 from .retrieval.arguments import RetrievalDataArguments, RetrievalModelArguments
 from .retrieval.config import RetrievalDistillationConfig
 
@@ -82,6 +83,18 @@ RECIPE_FAMILIES: dict[str, RecipeFamily] = {
         (RetrievalModelArguments, RetrievalDataArguments, RetrievalDistillationConfig),
         "hf_distill.retrieval.run:run_retrieval",
         "Image-text retrieval (Flickr30k): distil a CLIP-style dual encoder; Recall@1/5/10 both ways.",
+    ),
+    "mutual": RecipeFamily(
+        "mutual",
+        (PeerArguments, DataArguments, MutualLearningConfig),
+        "hf_distill.online.run:run_mutual",
+        "Deep mutual learning: two or more peers teach each other, no trained teacher.",
+    ),
+    "self_distillation": RecipeFamily(
+        "self_distillation",
+        (ModelArguments, DataArguments, SelfDistillationConfig),
+        "hf_distill.online.run:run_self_distillation",
+        "Layer-wise self-distillation: exits on intermediate layers taught by the last; early-exit curve.",
     ),
 }
 
