@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -18,6 +19,13 @@ LOSS_ATOL = 1e-4   # Trainer logs `loss` rounded to 4 decimals
 WEIGHT_ATOL = 1e-5
 
 
+def free_port() -> str:
+    """A TCP port nobody listens on now, for torchrun's rendezvous (fixed ports collide between runs)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
 def launch(command: list[str], output_dir) -> dict:
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -31,7 +39,7 @@ def runs(tmp_path_factory):
     ddp_dir = tmp_path_factory.mktemp("ddp")
     single_dir = tmp_path_factory.mktemp("single")
     ddp = launch([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                  str(29500 + os.getpid() % 1000), WORKER, str(ddp_dir), "4"], ddp_dir)
+                  free_port(), WORKER, str(ddp_dir), "4"], ddp_dir)
     single = launch([sys.executable, WORKER, str(single_dir), "8"], single_dir)
     return {"ddp": (ddp, ddp_dir), "single": (single, single_dir)}
 

@@ -8,7 +8,7 @@ import safetensors.torch
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from tests.test_distributed import launch
+from tests.test_distributed import free_port, launch
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "online_distributed_worker.py")
 # Same data, same global batch (2 x 4 vs 1 x 8): float32 round-off in the all-reduce is all that may differ.
@@ -21,7 +21,7 @@ def test_ddp_trains_every_part_like_one_process(kind, tmp_path):
     ddp_dir.mkdir()
     single_dir.mkdir()
     ddp = launch([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                  str(29700 + os.getpid() % 200 + (kind == "self")), WORKER, kind, str(ddp_dir), "4"], ddp_dir)
+                  free_port(), WORKER, kind, str(ddp_dir), "4"], ddp_dir)
     single = launch([sys.executable, WORKER, kind, str(single_dir), "8"], single_dir)
     assert ddp["world_size"] == 2 and len(ddp["logs"]) == len(single["logs"]) == 4
     terms = [key for key in single["logs"][0] if key.startswith("loss_")]

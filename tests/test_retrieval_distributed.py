@@ -6,14 +6,14 @@ import sys
 import safetensors.torch
 import torch
 
-from tests.test_distributed import launch
+from tests.test_distributed import free_port, launch
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "retrieval_distributed_worker.py")
 
 
 def test_student_logit_scale_and_projection_heads_train_identically_on_both_ranks(tmp_path):
     log = launch([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                  str(30500 + os.getpid() % 1000), WORKER, str(tmp_path)], tmp_path)
+                  free_port(), WORKER, str(tmp_path)], tmp_path)
     assert log["world_size"] == 2 and len(log["logs"]) == 3
     assert all(key in log["logs"][0] for key in ("loss_clip", "loss_sim", "loss_emb", "loss_rkd_distance", "loss_rkd_angle"))
     rank0 = safetensors.torch.load_file(tmp_path / "rank0.safetensors")
