@@ -48,6 +48,7 @@ from .config import DistillationConfig
 from .distilbert_init import bert_to_distilbert
 from .masking import DataCollatorForDistillationMLM, count_tokens, token_selection_weights
 from .reporting import count_parameters, weights_size_mb
+from .run import model_load_kwargs
 from .students import create_student
 from .tasks.text import TextData, load_text_data
 from .trainer import HEADS_WEIGHTS_NAME, DistillationTrainer, check_model_path
@@ -77,14 +78,6 @@ def uses_masked_lm(config: DistillationConfig) -> bool:
     return weights["kd_weight"] > 0 or weights["mlm_weight"] > 0
 
 
-def _load_kwargs(model_args: ModelArguments) -> dict[str, Any]:
-    return {
-        "attn_implementation": model_args.attn_implementation,
-        "trust_remote_code": model_args.trust_remote_code,
-        "use_safetensors": model_args.use_safetensors,
-    }
-
-
 def load_general_model(path: str, masked_lm: bool, model_args: ModelArguments, what: str) -> PreTrainedModel:
     """Loads a teacher or student: `AutoModelForMaskedLM` for masked-LM distillation, else `AutoModel`.
 
@@ -102,7 +95,7 @@ def load_general_model(path: str, masked_lm: bool, model_args: ModelArguments, w
             "general stage (recipes/general/tinybert_general.yaml: kd_weight=0, mlm_weight=0), which needs no head."
         )
     loader = AutoModelForMaskedLM if masked_lm else AutoModel
-    return loader.from_pretrained(path, **_load_kwargs(model_args))
+    return loader.from_pretrained(path, **model_load_kwargs(model_args))
 
 
 def build_general_student(

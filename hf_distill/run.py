@@ -37,7 +37,8 @@ from .trainer import DistillationTrainer, check_model_path
 RESULTS_NAME = "results.json"
 
 
-def _load_kwargs(model_args: ModelArguments) -> dict[str, Any]:
+def model_load_kwargs(model_args: ModelArguments) -> dict[str, Any]:
+    """The `from_pretrained` keyword arguments every recipe family takes from `ModelArguments`."""
     return {
         "attn_implementation": model_args.attn_implementation,
         "trust_remote_code": model_args.trust_remote_code,
@@ -63,15 +64,15 @@ def load_classifier(path: str, task: TaskData, model_args: ModelArguments, what:
         unnamed = all(name == f"LABEL_{index}" for index, name in saved.items())
         if task.id2label is not None and unnamed:  # default names carry no order: give it the task's
             return AutoModelForSequenceClassification.from_pretrained(
-                path, **_load_kwargs(model_args), **_label_config(task)
+                path, **model_load_kwargs(model_args), **_label_config(task)
             )
         if task.id2label is not None and saved != task.id2label:
             raise ValueError(
                 f"The {what} at {path} has labels {dict(config.id2label)} but task {task.name} uses "
                 f"{task.id2label}: fine-tune it with this task's label order."
             )
-        return AutoModelForSequenceClassification.from_pretrained(path, **_load_kwargs(model_args))
-    return AutoModelForSequenceClassification.from_pretrained(path, **_load_kwargs(model_args), **_label_config(task))
+        return AutoModelForSequenceClassification.from_pretrained(path, **model_load_kwargs(model_args))
+    return AutoModelForSequenceClassification.from_pretrained(path, **model_load_kwargs(model_args), **_label_config(task))
 
 
 def _label_config(task: TaskData) -> dict[str, Any]:

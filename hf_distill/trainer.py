@@ -75,6 +75,15 @@ def check_model_path(path: Optional[str], what: str) -> None:
         )
 
 
+def check_finite(term: str, value: torch.Tensor, step: int) -> None:
+    """Raises `NonFiniteLossError` naming the loss term and the step when `value` is NaN or inf."""
+    if not torch.isfinite(value):
+        raise NonFiniteLossError(
+            f"The {term} loss (loss_{term}) is {value.item()} at step {step}. Training stopped; the last saved "
+            "checkpoint is untouched. Lower the learning rate, check the inputs for NaN, or use bf16 instead of fp16."
+        )
+
+
 class NonFiniteLossError(RuntimeError):
     """Raised when a distillation loss term is NaN or infinite."""
 
@@ -585,12 +594,8 @@ class DistillationTrainer(HubPublishingMixin, Trainer):
         steps = self.current_gradient_accumulation_steps
         for term, value in terms.items():
             value = value.detach()
-            if self.args.stop_on_nonfinite_loss and not torch.isfinite(value):
-                raise NonFiniteLossError(
-                    f"The {term} loss (loss_{term}) is {value.item()} at step {self.state.global_step + 1}. "
-                    "Training stopped; the last saved checkpoint is untouched. Lower the learning rate, check "
-                    "the inputs for NaN, or use bf16 instead of fp16."
-                )
+            if self.args.stop_on_nonfinite_loss:
+                check_finite(term, value, self.state.global_step + 1)
             # Share of the window mean, so a window's shares add up to its mean.
             share = value.to(torch.float64).cpu() * scales[term] / steps / self._window_scale
             self._logged_terms[term] = self._logged_terms[term] + share

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
-from ..trainer import HEADS_ATTRIBUTE, DistillationTrainer, NonFiniteLossError, load_heads_into
+from ..trainer import HEADS_ATTRIBUTE, DistillationTrainer, check_finite, load_heads_into
 from . import losses
 from .config import TERM_WEIGHTS, RetrievalDistillationConfig
 
@@ -299,12 +299,8 @@ class RetrievalDistillationTrainer(DistillationTrainer):
         steps = self.current_gradient_accumulation_steps
         for term, value in terms.items():
             value = value.detach()
-            if self.args.stop_on_nonfinite_loss and not torch.isfinite(value):
-                raise NonFiniteLossError(
-                    f"The {term} loss (loss_{term}) is {value.item()} at step {self.state.global_step + 1}. "
-                    "Training stopped; the last saved checkpoint is untouched. Lower the learning rate or check "
-                    "the inputs for NaN."
-                )
+            if self.args.stop_on_nonfinite_loss:
+                check_finite(term, value, self.state.global_step + 1)
             self._logged_terms[term] = self._logged_terms[term] + value.to(torch.float64).cpu() / steps
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
