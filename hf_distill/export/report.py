@@ -1,4 +1,30 @@
-"""`export_report.json`: the record every export writes (format in EXPORT_REPORT_SCHEMA.md), and its table."""
+"""`export_report.json`: the record every export writes, and its table.
+
+The report lives in the export folder (`<model_dir>/onnx` unless `--output` says otherwise) and is read
+by the model cards (`hf_distill.cards`). Every key is always present; a value is null when it was not
+measured. Format version 1 (latency keys of a vision tower read `batch_N_image_S`)::
+
+    {
+      "format_version": 1,
+      "source_model": "<path of the PyTorch model folder>",
+      "task": "text-classification" | "fill-mask" | "feature-extraction" | ...,   # optimum task name
+      "opset": 17,
+      "optimization_level": "O2" | null,
+      "files": {"onnx_fp32": "model.onnx", "onnx_int8": "model_quantized.onnx" | null},
+      "quantization": null | {"mode": "dynamic" | "static", "preset": "avx512_vnni" | "avx2" | "arm64",
+                               "per_channel": true, "calibration_examples": 128 | null},
+      "parity": {"max_abs_diff": 3.1e-06, "tolerance": 1e-04, "passed": true, "num_samples": 8},
+      "accuracy": null | {"metric": "accuracy", "eval_examples": 872,
+                          "pytorch_fp32": 0.8096, "onnx_fp32": 0.8096, "onnx_int8": 0.8050},
+      "size_mb": {"pytorch_fp32": 69.6, "onnx_fp32": 69.7, "onnx_int8": 17.8 | null},
+      "latency_ms": {                       # median of several runs, each config in the same process
+         "batch_1_seq_128":  {"pytorch_fp32": 9.1, "onnx_fp32": 5.2, "onnx_int8": 2.9},
+         "batch_32_seq_128": {"pytorch_fp32": 222.0, "onnx_fp32": 249.0, "onnx_int8": 149.0}
+      } | null,
+      "speedup_int8_vs_pytorch_batch_32": 1.49 | null,
+      "machine": {"cpu": "...", "threads": 2, "onnxruntime": "1.32.0", "torch": "2.13.0+cpu"}
+    }
+"""
 
 from __future__ import annotations
 
