@@ -48,8 +48,7 @@ from .config import DistillationConfig
 from .distilbert_init import bert_to_distilbert
 from .masking import DataCollatorForDistillationMLM, count_tokens, token_selection_weights
 from .reporting import count_parameters, weights_size_mb
-from .run import model_load_kwargs
-from .students import create_student
+from .run import create_student_from_args, model_load_kwargs
 from .tasks.text import TextData, load_text_data
 from .trainer import HEADS_WEIGHTS_NAME, DistillationTrainer, check_model_path
 
@@ -123,14 +122,7 @@ def build_general_student(
             "Say how to build the student: student_layers (e.g. '0,2,4'), student_num_layers, student_hidden_size "
             "with student_num_layers, or a ready student_model_name_or_path."
         )
-    return create_student(
-        base,
-        layers=model_args.layer_list,
-        num_layers=model_args.student_num_layers,
-        hidden_size=model_args.student_hidden_size,
-        intermediate_size=model_args.student_intermediate_size,
-        num_attention_heads=model_args.student_num_attention_heads,
-    )
+    return create_student_from_args(base, model_args)
 
 
 def build_collator(

@@ -115,6 +115,11 @@ def build_student(model_args: ModelArguments, task: TaskData, teacher: Optional[
     )
     if not reshape:
         return base
+    return create_student_from_args(base, model_args)
+
+
+def create_student_from_args(base: PreTrainedModel, model_args: ModelArguments) -> PreTrainedModel:
+    """`create_student(base, ...)` with the student options of `ModelArguments` (layers, depth, width)."""
     return create_student(
         base,
         layers=model_args.layer_list,

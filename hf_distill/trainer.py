@@ -361,14 +361,7 @@ class DistillationTrainer(HubPublishingMixin, Trainer):
             cosine=self._max_weights["cos"] > 0,
             per_layer=args.projection == "per_layer",
         )
-        if args.distillation_heads_path:
-            load_heads_into(heads, args.distillation_heads_path)
-        heads.to(device=student.device, dtype=next(student.parameters()).dtype)
-        if heads.has_parameters:
-            student.add_module(HEADS_ATTRIBUTE, heads)
-            student._keys_to_ignore_on_save = [f"{HEADS_ATTRIBUTE}.{key}" for key in heads.state_dict()]
-        heads.attach(student)
-        return heads
+        return install_heads(student, heads, args.distillation_heads_path)
 
     @staticmethod
     def _check_gradient_checkpointing(args: DistillationConfig) -> None:
@@ -654,6 +647,20 @@ class DistillationTrainer(HubPublishingMixin, Trainer):
         super()._load_best_model()
         if self.distillation_heads is not None and self.distillation_heads.has_parameters:
             load_heads_into(self.distillation_heads, self.state.best_model_checkpoint)
+
+
+def install_heads(student: nn.Module, heads: nn.Module, heads_path: Optional[str] = None) -> nn.Module:
+    """Makes `heads` part of the student: loaded from `heads_path` if given, on the student's device
+    and dtype, a submodule (so the optimizer, DDP and checkpoints see them) kept out of the saved
+    student, and run from the student's forward (`heads.attach(student)`). Returns `heads`."""
+    if heads_path:
+        load_heads_into(heads, heads_path)
+    heads.to(device=student.device, dtype=next(student.parameters()).dtype)
+    if heads.has_parameters:
+        student.add_module(HEADS_ATTRIBUTE, heads)
+        student._keys_to_ignore_on_save = [f"{HEADS_ATTRIBUTE}.{key}" for key in heads.state_dict()]
+    heads.attach(student)
+    return heads
 
 
 def save_heads(heads: DistillationHeads, output_dir: str) -> None:

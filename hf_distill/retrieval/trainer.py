@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
-from ..trainer import HEADS_ATTRIBUTE, DistillationTrainer, check_finite, load_heads_into
+from ..trainer import DistillationTrainer, check_finite, install_heads
 from . import losses
 from .config import TERM_WEIGHTS, RetrievalDistillationConfig
 
@@ -219,14 +219,7 @@ class RetrievalDistillationTrainer(DistillationTrainer):
         if teacher is None or args.embedding_weight == 0:
             return None
         heads = RetrievalHeads(embedding_dim(student), embedding_dim(teacher))
-        if args.distillation_heads_path:
-            load_heads_into(heads, args.distillation_heads_path)
-        heads.to(device=student.device, dtype=next(student.parameters()).dtype)
-        if heads.has_parameters:
-            student.add_module(HEADS_ATTRIBUTE, heads)
-            student._keys_to_ignore_on_save = [f"{HEADS_ATTRIBUTE}.{key}" for key in heads.state_dict()]
-        heads.attach(student)
-        return heads
+        return install_heads(student, heads, args.distillation_heads_path)
 
     def _set_signature_columns_if_needed(self):
         """Keeps the raw example fields: the `RetrievalCollator` builds the model inputs from them."""
