@@ -23,7 +23,8 @@ from hf_distill.cli import main
 from hf_distill.export import ExportError, ParityError, benchmark_export, detect_preset, export_model, format_table
 
 SCHEMA_KEYS = {"format_version", "source_model", "task", "opset", "optimization_level", "files", "quantization",
-               "parity", "accuracy", "size_mb", "latency_ms", "speedup_int8_vs_pytorch_batch_32", "machine"}
+               "parity", "accuracy", "size_mb", "latency_ms", "pytorch_attention", "speedup_int8_vs_pytorch_batch_32",
+               "machine"}
 WORDS = ["the", "a", "film", "movie", "is", "was", "good", "bad", "great", "awful", "fun", "dull", "plot", "not",
          "very", "it", "and", "but", "acting", "story", "ok", "best", "worst", "ending", "long", "i", "liked"]
 POSITIVE = ["the film is good", "a great story", "it was fun and very good", "i liked the acting", "the best movie"]
@@ -96,6 +97,8 @@ def test_dynamic_export_writes_a_loadable_folder_and_a_full_report(classifier_di
     assert report["speedup_int8_vs_pytorch_batch_32"] == pytest.approx(
         report["latency_ms"]["batch_32_seq_128"]["pytorch_fp32"] / report["latency_ms"]["batch_32_seq_128"]["onnx_int8"],
         abs=0.01)
+    # The PyTorch baseline is the model as a user loads it (SDPA), not the eager copy the export traces.
+    assert report["pytorch_attention"] == "sdpa"
     assert report["accuracy"] is None  # no evaluation set given
 
     # The folder loads with optimum, tokenizer and config included, and matches PyTorch.

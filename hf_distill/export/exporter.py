@@ -228,7 +228,7 @@ def export_model(
                          "onnx_fp32": size_mb([fp32_path, output_dir / (ONNX_FP32_FILE + "_data")]),
                          "onnx_int8": size_mb([output_dir / ONNX_INT8_FILE]) if quant_config else None}
     if latency:
-        report["latency_ms"] = _latencies(model, sessions, spec, latency_runs)
+        report["latency_ms"], report["pytorch_attention"] = _latencies(model_dir, sessions, spec, latency_runs)
         report["speedup_int8_vs_pytorch_batch_32"] = speedup(report["latency_ms"])
     report["machine"] = machine_info(threads)
     write_report(report, output_dir)
@@ -245,13 +245,20 @@ def _torch_logits(model, feeds: dict) -> np.ndarray:
         return model(**{name: torch.from_numpy(value) for name, value in feeds.items()}).logits.float().numpy()
 
 
-def _latencies(model, sessions: dict, spec: ModelSpec, runs: int, shapes=DEFAULT_SHAPES) -> dict:
+def _latencies(model_dir: Path, sessions: dict, spec: ModelSpec, runs: int, shapes=DEFAULT_SHAPES) -> tuple[dict, str]:
+    """Latencies of the ONNX `sessions` and of the PyTorch model as a user loads it (default attention kernel).
+
+    Returns:
+        `tuple`: The `latency_ms` table and the PyTorch baseline's attention implementation (e.g. `"sdpa"`).
+    """
+    model = load_pytorch_model(model_dir, spec, attn_implementation=None)
     reference = next(iter(sessions.values()))
     max_positions = getattr(model.config, "max_position_embeddings", None)
     if max_positions:
         shapes = tuple((batch, min(length, max_positions)) for batch, length in shapes)
-    return measure_latencies(model, sessions, lambda b, s: synthetic_feeds(reference, model, b, s), shapes=shapes,
-                             runs=runs, modality=spec.modality)
+    table = measure_latencies(model, sessions, lambda b, s: synthetic_feeds(reference, model, b, s), shapes=shapes,
+                              runs=runs, modality=spec.modality)
+    return table, model.config._attn_implementation
 
 
 def _model_type(model_dir: Path) -> str:
@@ -295,8 +302,7 @@ def benchmark_export(export_dir: str | os.PathLike, latency_runs: int = 10, thre
     if _model_type(source).startswith("clip"):
         tower = "vision" if "pixel_values" in input_names else "text"
     spec = resolve_model_spec(source, tower=tower)
-    model = load_pytorch_model(source, spec)
-    report["latency_ms"] = _latencies(model, sessions, spec, latency_runs)
+    report["latency_ms"], report["pytorch_attention"] = _latencies(source, sessions, spec, latency_runs)
     report["speedup_int8_vs_pytorch_batch_32"] = speedup(report["latency_ms"])
     report["machine"] = machine_info(threads)
     if update_report:

@@ -129,12 +129,15 @@ def resolve_model_spec(model_dir: str | os.PathLike, task: str = "auto", tower: 
                       f"base encoders and CLIP towers; or pass task= one of {sorted(ORT_MODEL_CLASSES)}.")
 
 
-def load_pytorch_model(model_dir: str | os.PathLike, spec: ModelSpec):
+def load_pytorch_model(model_dir: str | os.PathLike, spec: ModelSpec, attn_implementation: Optional[str] = "eager"):
     """Loads the PyTorch model of `spec` in eval mode, with a clear error for corrupt or mismatched weights.
 
     Args:
         model_dir (`str` or `os.PathLike`): The model folder.
         spec (`ModelSpec`): What to load.
+        attn_implementation (`str`, *optional*, defaults to `"eager"`): The attention kernel. The export traces the
+            eager attention (the pattern ORT's optimiser fuses into its `Attention` op); the latency baseline passes
+            `None`, transformers' default (SDPA), which is what a user serving the PyTorch model gets.
 
     Returns:
         `PreTrainedModel`.
@@ -149,7 +152,9 @@ def load_pytorch_model(model_dir: str | os.PathLike, spec: ModelSpec):
         kwargs["config"] = full.text_config if spec.tower == "text" else full.vision_config
         kwargs["config"].projection_dim = full.projection_dim
     try:
-        model = model_class.from_pretrained(str(model_dir), attn_implementation="eager", **kwargs)
+        if attn_implementation is not None:
+            kwargs["attn_implementation"] = attn_implementation
+        model = model_class.from_pretrained(str(model_dir), **kwargs)
     except Exception as error:  # corrupt safetensors, shape mismatch with config.json, ...
         raise ExportError(
             f"Could not load {spec.model_class} from {model_dir}: {type(error).__name__}: {error}\n"

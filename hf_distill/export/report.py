@@ -21,6 +21,7 @@ measured. Format version 1 (latency keys of a vision tower read `batch_N_image_S
          "batch_1_seq_128":  {"pytorch_fp32": 9.1, "onnx_fp32": 5.2, "onnx_int8": 2.9},
          "batch_32_seq_128": {"pytorch_fp32": 222.0, "onnx_fp32": 249.0, "onnx_int8": 149.0}
       } | null,
+      "pytorch_attention": "sdpa" | "eager" | null,   # attention kernel of the PyTorch latency baseline
       "speedup_int8_vs_pytorch_batch_32": 1.49 | null,
       "machine": {"cpu": "...", "threads": 2, "onnxruntime": "1.32.0", "torch": "2.13.0+cpu"}
     }
@@ -93,6 +94,7 @@ def new_report(source_model: str, task: str, opset: int) -> dict:
         "accuracy": None,
         "size_mb": {"pytorch_fp32": None, "onnx_fp32": None, "onnx_int8": None},
         "latency_ms": None,
+        "pytorch_attention": None,
         "speedup_int8_vs_pytorch_batch_32": None,
         "machine": None,
     }
@@ -151,7 +153,10 @@ def format_table(report: dict) -> str:
         lines.append(f"parity fp32 ONNX vs PyTorch: max |diff| {parity['max_abs_diff']:.2e} on {parity['num_samples']} "
                      f"samples (tolerance {parity['tolerance']:.0e}): {'passed' if parity['passed'] else 'FAILED'}")
     if report.get("speedup_int8_vs_pytorch_batch_32") is not None:
-        lines.append(f"int8 speed-up over PyTorch fp32 at batch 32: {report['speedup_int8_vs_pytorch_batch_32']:.2f}x")
+        attention = report.get("pytorch_attention")
+        baseline = f" ({attention} attention)" if attention else ""
+        lines.append(f"int8 speed-up over PyTorch fp32{baseline} at batch 32: "
+                     f"{report['speedup_int8_vs_pytorch_batch_32']:.2f}x")
     machine = report.get("machine")
     if machine:
         lines.append(f"machine: {machine['cpu']}, {machine['threads']} threads, onnxruntime {machine['onnxruntime']}, "
