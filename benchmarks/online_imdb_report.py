@@ -1,8 +1,11 @@
-"""Prints the tables of `benchmarks/online_imdb.sh` from its runs' results.json, with standard errors.
+"""Prints the tables of the online benchmarks from their runs' results.json, with standard errors.
 
     python benchmarks/online_imdb_report.py [DML_OUT_DIR [SD_OUT_DIR]]
+    python benchmarks/online_imdb_report.py --sd_dir runs/online_exits
 
-(defaults: runs/online_bench from `online_imdb.sh`, runs/online_bench_sd from `online_imdb_sd_longer.sh`)
+The first form reads `online_imdb.sh` (DML, default runs/online_bench) and `online_imdb_sd_longer.sh`
+(default runs/online_bench_sd). `--sd_dir` prints the self-distillation tables of every run in a folder
+written by `online_imdb_exits.sh` (each subfolder with a results.json), labelled by its recipe.
 
 The standard error of an accuracy p on n examples is sqrt(p·(1 − p)/n) (binomial); a difference
 between two runs on the same examples has a standard error of at most about √2 times that.
@@ -63,6 +66,47 @@ def main(out: str, sd_out: str) -> None:
                   + " | ".join(f"{100 * row['exit_fractions'][layer]:.0f}%" for layer in exits) + " |")
 
 
+def describe(result: dict) -> str:
+    recipe = result["recipe"]
+    teaching = (f"taught by the deep exit (kd {recipe.get('kd_weight'):g}, hint {recipe.get('hidden_weight'):g})"
+                if recipe.get("kd_weight") or recipe.get("hidden_weight") else "labels only")
+    return f"{recipe.get('exit_pooling', 'first')} pooling, {teaching}"
+
+
+def print_sd_folder(folder: str) -> None:
+    names = sorted(name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name, "results.json")))
+    results = {name: load(os.path.join(folder, name)) for name in names}
+    first = next(iter(results.values()))
+    layers = list(first["per_exit_accuracy"])
+    n = first["data"]["eval_examples"]
+    print(f"Self-distillation, per-exit accuracy % ± standard error ({n} validation reviews)\n")
+    print("| run | exits | " + " | ".join(f"exit @ layer {layer}" for layer in layers) + " | train s |")
+    print("|---|---|" + "---|" * len(layers) + "---|")
+    for name, result in results.items():
+        print(f"| {name} | {describe(result)} | "
+              + " | ".join(cell(result["per_exit_accuracy"][layer], n) for layer in layers)
+              + f" | {result['train']['train_runtime']:.0f} |")
+    for name in names:
+        with open(os.path.join(folder, name, "early_exit_curve.json")) as file:
+            curve = json.load(file)
+        print(f"\nEarly-exit sweep, {name} ({describe(results[name])}): {curve['examples']} {curve['split']} "
+              "reviews, one at a time, 1 thread\n")
+        exits = list(curve["rows"][0]["exit_fractions"])
+        full = curve["rows"][0]
+        print(f"| {curve['criterion']} threshold | accuracy | mean layers | ms / example (mean) | median ms | "
+              "time vs full | " + " | ".join(f"exit @{layer}" for layer in exits) + " |")
+        print("|---|" + "---|" * (5 + len(exits)))
+        for row in curve["rows"]:
+            label = "full" if row["threshold"] is None else f"{row['threshold']:g}"
+            print(f"| {label} | {cell(row['accuracy'], curve['examples'])} | {row['mean_layers']:.2f} | "
+                  f"{row['ms_per_example']:.1f} | {row['median_ms']:.1f} | "
+                  f"{row['ms_per_example'] / full['ms_per_example']:.2f} | "
+                  + " | ".join(f"{100 * row['exit_fractions'][layer]:.0f}%" for layer in exits) + " |")
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--sd_dir":
+        print_sd_folder(sys.argv[2])
+        sys.exit(0)
     main(sys.argv[1] if len(sys.argv) > 1 else "runs/online_bench",
          sys.argv[2] if len(sys.argv) > 2 else "runs/online_bench_sd")

@@ -22,6 +22,16 @@ def _has_accelerator() -> bool:
     return torch.cuda.is_available()
 
 
+def unpin_memory_without_accelerator(args: TrainingArguments) -> None:
+    """Turns `dataloader_pin_memory` off when there is no accelerator.
+
+    Pinned memory only speeds up copies to an accelerator; on a CPU-only machine PyTorch warns about it
+    in every data loader. Called by every config of the library after `TrainingArguments.__post_init__`.
+    """
+    if args.dataloader_pin_memory and not _has_accelerator():
+        args.dataloader_pin_memory = False
+
+
 @dataclass
 class DistillationConfig(TrainingArguments):
     r"""Configuration of [`DistillationTrainer`]: every `TrainingArguments` field, plus the loss.
@@ -164,9 +174,7 @@ class DistillationConfig(TrainingArguments):
         if isinstance(self.schedule, str):
             self.schedule = json.loads(self.schedule)
         super().__post_init__()
-        if self.dataloader_pin_memory and not _has_accelerator():
-            # Pinned memory only helps copies to an accelerator; on CPU, PyTorch warns on every loader.
-            self.dataloader_pin_memory = False
+        unpin_memory_without_accelerator(self)
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
         if self.kd_loss not in KD_LOSSES:

@@ -49,10 +49,17 @@ def test_every_field_has_help_and_parses_from_command_line_and_dict():
     assert DistillationConfig(output_dir="x", layer_map=[1, 2]).layer_map == [1, 2]
 
 
-def test_pinned_memory_is_off_without_an_accelerator(tmp_path):
+@pytest.mark.parametrize("config_class", ["DistillationConfig", "MutualLearningConfig", "SelfDistillationConfig",
+                                          "RetrievalDistillationConfig"])
+def test_pinned_memory_is_off_without_an_accelerator(tmp_path, config_class):
     """Pinning only helps host-to-accelerator copies; on CPU it would warn on every data loader."""
     import torch
 
-    config = DistillationConfig(output_dir=str(tmp_path), report_to="none")
+    from hf_distill.online import MutualLearningConfig, SelfDistillationConfig
+    from hf_distill.retrieval import RetrievalDistillationConfig
+
+    classes = {cls.__name__: cls for cls in (DistillationConfig, MutualLearningConfig, SelfDistillationConfig,
+                                             RetrievalDistillationConfig)}
+    config = classes[config_class](output_dir=str(tmp_path), report_to="none")
     has_accelerator = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
     assert config.dataloader_pin_memory is has_accelerator

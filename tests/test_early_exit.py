@@ -20,6 +20,7 @@ from hf_distill.online import (
 from hf_distill.online.early_exit import (
     EXIT_CONFIG_NAME,
     EXIT_HEADS_WEIGHTS_NAME,
+    ExitHead,
     exit_confidence,
     format_sweep_table,
 )
@@ -92,8 +93,28 @@ def test_exit_rule_agrees_with_probabilities_computed_by_hand():
     assert exit_confidence(torch.zeros(1, 4), "entropy").item() == pytest.approx(1.0)
 
 
-def test_layer_by_layer_inference_skips_layers_and_matches_the_full_forward():
-    model = EarlyExitModel(tiny_backbone(), [1, 2]).eval()
+def test_mean_pooled_exit_head_against_hand_values():
+    head = ExitHead(hidden_size=2, num_labels=2, dropout=0.0, pooling="mean").eval()
+    with torch.no_grad():
+        head.dense.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+        head.dense.bias.copy_(torch.tensor([0.0, -1.0]))
+        head.classifier.weight.copy_(torch.tensor([[1.0, 1.0], [-1.0, 0.5]]))
+        head.classifier.bias.copy_(torch.tensor([0.5, 0.0]))
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 0.0], [100.0, 100.0]]])  # the third token is padding
+    mask = torch.tensor([[1, 1, 0]])
+    # pool = mean of the two real tokens = (2, 1); dense -> (2, 2·1 − 1) = (2, 1); tanh -> (t2, t1)
+    t2, t1 = math.tanh(2.0), math.tanh(1.0)
+    expected = torch.tensor([[t2 + t1 + 0.5, -t2 + 0.5 * t1]])
+    torch.testing.assert_close(head(hidden, mask), expected)
+    # "first" pools the first token only: (1, 2) -> dense (1, 3)
+    head.pooling = "first"
+    t1b, t3 = math.tanh(1.0), math.tanh(3.0)
+    torch.testing.assert_close(head(hidden, mask), torch.tensor([[t1b + t3 + 0.5, -t1b + 0.5 * t3]]))
+
+
+@pytest.mark.parametrize("exit_pooling", ["first", "mean"])
+def test_layer_by_layer_inference_skips_layers_and_matches_the_full_forward(exit_pooling):
+    model = EarlyExitModel(tiny_backbone(), [1, 2], exit_pooling=exit_pooling).eval()
     batch = pad_collator([random_classification_dataset(6, variable_length=True, num_labels=3, seed=4)[i]
                           for i in range(6)])
     ids, mask = batch["input_ids"], batch["attention_mask"]
@@ -145,7 +166,8 @@ def test_total_loss_is_the_documented_sum_and_the_deep_exit_learns_from_labels_o
 
 
 def test_saved_backbone_loads_as_a_plain_model_and_heads_reload(tmp_path, caplog):
-    trainer = SelfDistillationTrainer(model=tiny_backbone(), args=sd_args(tmp_path, max_steps=2, hidden_weight=0.5),
+    trainer = SelfDistillationTrainer(model=tiny_backbone(),
+                                      args=sd_args(tmp_path, max_steps=2, hidden_weight=0.5, exit_pooling="mean"),
                                       train_dataset=random_classification_dataset(8, num_labels=3),
                                       data_collator=pad_collator)
     trainer.train()
@@ -155,13 +177,18 @@ def test_saved_backbone_loads_as_a_plain_model_and_heads_reload(tmp_path, caplog
         plain, info = AutoModelForSequenceClassification.from_pretrained(str(tmp_path), output_loading_info=True)
     assert all(not v for v in info.values()), info
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "weights" in r.getMessage()]
-    ids = torch.tensor([[5, 6, 7, 8]])
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
     model = trainer.model.eval()
-    torch.testing.assert_close(plain.eval()(input_ids=ids).logits, model(input_ids=ids)["exit_logits"][-1])
+    torch.testing.assert_close(plain.eval()(input_ids=ids, attention_mask=mask).logits,
+                               model(input_ids=ids, attention_mask=mask)["exit_logits"][-1])
     reloaded = EarlyExitModel.from_pretrained(str(tmp_path)).eval()
-    for a, b in zip(reloaded(input_ids=ids)["exit_logits"], model(input_ids=ids)["exit_logits"]):
+    assert reloaded.exit_pooling == "mean"
+    for a, b in zip(reloaded(input_ids=ids, attention_mask=mask)["exit_logits"],
+                    model(input_ids=ids, attention_mask=mask)["exit_logits"]):
         torch.testing.assert_close(a, b)
-    assert json.load(open(tmp_path / EXIT_CONFIG_NAME))["exit_layers"] == [1, 2]
+    saved = json.load(open(tmp_path / EXIT_CONFIG_NAME))
+    assert saved["exit_layers"] == [1, 2] and saved["exit_pooling"] == "mean"
     os.remove(tmp_path / EXIT_HEADS_WEIGHTS_NAME)
     with pytest.raises(FileNotFoundError, match="No exit heads"):
         EarlyExitModel.from_pretrained(str(tmp_path))
@@ -217,6 +244,9 @@ def test_sweep_table_and_plot(tmp_path):
         (lambda: sd_args("/tmp/x", exit_layers="a,b"), "integers"),
         (lambda: sd_args("/tmp/x", exit_criterion="margin"), "exit_criterion"),
         (lambda: sd_args("/tmp/x", task_weight=0, kd_weight=0), "nothing to train"),
+        (lambda: sd_args("/tmp/x", exit_pooling="max"), "exit_pooling must be one of"),
+        (lambda: SelfDistillationTrainer(model=EarlyExitModel(tiny_backbone(), [1, 2]),
+                                         args=sd_args("/tmp/x", exit_pooling="mean")), "exit_pooling='mean'"),
     ],
 )
 def test_bad_input_fails_with_the_fix(make, message):

@@ -10,9 +10,11 @@ from typing import Any, Optional, Union
 from transformers import TrainingArguments
 
 from ..arguments import ModelArguments
+from ..config import unpin_memory_without_accelerator
 from ..schedules import SCHEDULABLE, LossSchedule
 
 EXIT_CRITERIA = ("entropy", "max_prob")
+EXIT_POOLINGS = ("first", "mean")
 
 
 def _check_weights(config: Any, names: tuple[str, ...]) -> None:
@@ -77,6 +79,7 @@ class MutualLearningConfig(TrainingArguments):
         if isinstance(self.schedule, str):
             self.schedule = json.loads(self.schedule)
         super().__post_init__()
+        unpin_memory_without_accelerator(self)
         _check_weights(self, self.WEIGHTS)
         self.loss_schedule  # checks the schedule now, before any training step
 
@@ -112,6 +115,11 @@ class SelfDistillationConfig(TrainingArguments):
         exit_layers (`str` or `list[int]`, defaults to `"2,4"`):
             1-based encoder layers that get an exit head (e.g. `"2,4"`); the last layer always exits
             through the backbone's own classifier and need not be listed.
+        exit_pooling (`str`, defaults to `"first"`):
+            How each shallow exit reduces its layer to one vector: the `"first"` token (BERT's `[CLS]`,
+            DeeBERT's exits) or the masked `"mean"` over tokens. Use `"mean"` for backbones pretrained
+            with mean pooling (sentence-transformers such as all-MiniLM-L6-v2), whose first token carries
+            little at shallow layers.
         exit_criterion (`str`, defaults to `"entropy"`):
             Early-exit rule at inference: `"entropy"` (leave when the prediction's entropy divided by
             ``log C`` is at most the threshold) or `"max_prob"` (leave when the top probability is
@@ -137,6 +145,11 @@ class SelfDistillationConfig(TrainingArguments):
     )
     # Typed `str` so the command line takes "2,4"; Python and YAML may pass a list of ints.
     exit_layers: str = field(default="2,4", metadata={"help": "1-based layers with an exit head, e.g. '2,4'."})
+    exit_pooling: str = field(
+        default="first",
+        metadata={"help": "Pooling of the shallow exits: 'first' token ([CLS]) or masked 'mean' over tokens.",
+                  "choices": list(EXIT_POOLINGS)},
+    )
     exit_criterion: str = field(
         default="entropy",
         metadata={"help": "Early-exit rule: 'entropy' (normalised, <= threshold) or 'max_prob' (>= threshold).",
@@ -158,9 +171,12 @@ class SelfDistillationConfig(TrainingArguments):
         if isinstance(self.schedule, str):
             self.schedule = json.loads(self.schedule)
         super().__post_init__()
+        unpin_memory_without_accelerator(self)
         _check_weights(self, self.WEIGHTS)
         if self.exit_criterion not in EXIT_CRITERIA:
             raise ValueError(f"exit_criterion must be one of {EXIT_CRITERIA}, got {self.exit_criterion!r}.")
+        if self.exit_pooling not in EXIT_POOLINGS:
+            raise ValueError(f"exit_pooling must be one of {EXIT_POOLINGS}, got {self.exit_pooling!r}.")
         self.exit_layers = parse_int_list(self.exit_layers, "exit_layers")
         if not self.exit_layers or min(self.exit_layers) < 1:
             raise ValueError(f"exit_layers must be 1-based layer numbers such as '2,4', got {self.exit_layers!r}.")

@@ -28,7 +28,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, EvalPrediction, PreTrainedModel
 
 from .base import CompositeModel, CompositeModelTrainer
-from .config import EXIT_CRITERIA, SelfDistillationConfig, parse_int_list
+from .config import EXIT_CRITERIA, EXIT_POOLINGS, SelfDistillationConfig, parse_int_list
 from .losses import exit_distillation_losses, exit_hidden_losses
 from .weights import load_saved_weights
 
@@ -39,19 +39,40 @@ SWEEP_RESULTS_NAME = "early_exit_curve.json"
 
 
 class ExitHead(nn.Module):
-    """A classifier on one layer's first token, shaped like BERT's pooler + classifier.
+    """A classifier on one layer's hidden states, shaped like BERT's pooler + classifier.
 
-    ``logits = W_c · dropout(tanh(W_p · h[:, 0] + b_p)) + b_c``
+    ``logits = W_c · dropout(tanh(W_p · pool(h) + b_p)) + b_c``, where ``pool(h)`` is the first token's
+    vector ``h[:, 0]`` (`"first"`, BERT's `[CLS]` pooling, as in DeeBERT's exits) or the mean over the
+    real tokens ``Σ_t m_t h_t / Σ_t m_t`` with the attention mask ``m`` (`"mean"`, for backbones
+    pretrained with mean pooling such as sentence-transformers' MiniLM).
+
+    Args:
+        hidden_size (`int`): Width of the hidden states.
+        num_labels (`int`): Number of classes.
+        dropout (`float`): Dropout before the classifier.
+        pooling (`str`, defaults to `"first"`): `"first"` or `"mean"`.
     """
 
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float, pooling: str = "first"):
         super().__init__()
+        if pooling not in EXIT_POOLINGS:
+            raise ValueError(f"exit_pooling must be one of {EXIT_POOLINGS}, got {pooling!r}.")
+        self.pooling = pooling
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_labels)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(torch.tanh(self.dense(hidden_states[:, 0]))))
+    def pool(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The one vector per row the head classifies, `(batch, hidden)`."""
+        if self.pooling == "first":
+            return hidden_states[:, 0]
+        if attention_mask is None:
+            return hidden_states.mean(dim=1)
+        mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
+        return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.classifier(self.dropout(torch.tanh(self.dense(self.pool(hidden_states, attention_mask)))))
 
 
 def _num_layers(backbone: PreTrainedModel) -> int:
@@ -68,12 +89,16 @@ class EarlyExitModel(CompositeModel):
             is dropped from the list (it exits through the backbone's classifier).
         hidden_projection (`bool`, defaults to `False`): Adds one learned `Linear(d, d)` per shallow
             exit, mapping its layer's hidden states onto the deepest layer's (the hint loss).
+        exit_pooling (`str`, defaults to `"first"`): How each shallow exit reduces its layer to one
+            vector: `"first"` token (BERT's `[CLS]`) or masked `"mean"` over tokens (see `ExitHead`).
+            The deepest exit is the backbone's own classifier and keeps the backbone's pooling.
 
     Raises:
-        ValueError: For a regression head, or exit layers outside ``1..L−1``.
+        ValueError: For a regression head, exit layers outside ``1..L−1`` or an unknown pooling.
     """
 
-    def __init__(self, backbone: PreTrainedModel, exit_layers: Sequence[int], hidden_projection: bool = False):
+    def __init__(self, backbone: PreTrainedModel, exit_layers: Sequence[int], hidden_projection: bool = False,
+                 exit_pooling: str = "first"):
         super().__init__()
         config = backbone.config
         if not type(backbone).__name__.endswith("ForSequenceClassification"):
@@ -95,11 +120,12 @@ class EarlyExitModel(CompositeModel):
             )
         self.backbone = backbone
         self.exit_layers = layers
+        self.exit_pooling = exit_pooling
         self.num_layers = depth
         dropout = getattr(config, "classifier_dropout", None)
         dropout = config.hidden_dropout_prob if dropout is None else dropout
         self.exit_heads = nn.ModuleDict(
-            {str(layer): ExitHead(config.hidden_size, config.num_labels, dropout) for layer in layers}
+            {str(layer): ExitHead(config.hidden_size, config.num_labels, dropout, exit_pooling) for layer in layers}
         )
         pooler = getattr(backbone.base_model, "pooler", None)
         if pooler is not None and hasattr(pooler, "dense"):  # start each exit from the pretrained pooler
@@ -139,7 +165,7 @@ class EarlyExitModel(CompositeModel):
                  "position_ids": position_ids}
         output = self.backbone(**{k: v for k, v in given.items() if v is not None}, output_hidden_states=True)
         hidden = output.hidden_states  # hidden[0]: embeddings, hidden[l]: output of layer l
-        logits = [self.exit_heads[str(layer)](hidden[layer]) for layer in self.exit_layers]
+        logits = [self.exit_heads[str(layer)](hidden[layer], attention_mask) for layer in self.exit_layers]
         projected = None
         if self.projections is not None:
             projected = tuple(self.projections[str(layer)](hidden[layer]) for layer in self.exit_layers)
@@ -154,6 +180,7 @@ class EarlyExitModel(CompositeModel):
             "hidden_size": self.backbone.config.hidden_size,
             "num_labels": self.backbone.config.num_labels,
             "hidden_projection": self.projections is not None,
+            "exit_pooling": self.exit_pooling,
         }
 
     def heads_state_dict(self) -> dict[str, torch.Tensor]:
@@ -208,7 +235,8 @@ class EarlyExitModel(CompositeModel):
         with open(os.path.join(path, EXIT_CONFIG_NAME)) as file:
             saved = json.load(file)
         backbone = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
-        model = cls(backbone, saved["exit_layers"], hidden_projection=saved["hidden_projection"])
+        model = cls(backbone, saved["exit_layers"], hidden_projection=saved["hidden_projection"],
+                    exit_pooling=saved.get("exit_pooling", "first"))
         model.load_heads(path)
         return model
 
@@ -332,7 +360,7 @@ def early_exit_predict(
             break
         if threshold is None or str(depth) not in model.exit_heads:
             continue
-        exit_logits = model.exit_heads[str(depth)](hidden)
+        exit_logits = model.exit_heads[str(depth)](hidden, mask)
         leaving = should_exit(exit_logits, threshold, criterion)
         if leaving.any():
             logits[active[leaving]] = exit_logits[leaving].float()
@@ -517,9 +545,15 @@ class SelfDistillationTrainer(CompositeModelTrainer):
             raise TypeError(f"SelfDistillationTrainer needs args=SelfDistillationConfig(...), got {type(args).__name__}.")
         wants_projection = args.loss_schedule.max_values()["hidden_weight"] > 0 if args.loss_schedule else args.hidden_weight > 0
         if isinstance(model, PreTrainedModel):
-            model = EarlyExitModel(model, args.exit_layers, hidden_projection=wants_projection)
+            model = EarlyExitModel(model, args.exit_layers, hidden_projection=wants_projection,
+                                   exit_pooling=args.exit_pooling)
         if not isinstance(model, EarlyExitModel):
             raise TypeError(f"SelfDistillationTrainer needs an EarlyExitModel or a backbone, got {type(model).__name__}.")
+        if model.exit_pooling != args.exit_pooling:
+            raise ValueError(
+                f"The EarlyExitModel pools its exits with {model.exit_pooling!r} but args.exit_pooling is "
+                f"{args.exit_pooling!r}: build it with exit_pooling={args.exit_pooling!r}, or pass the backbone alone."
+            )
         if wants_projection and model.projections is None:
             raise ValueError("hidden_weight > 0 needs projections: build EarlyExitModel(..., hidden_projection=True).")
         columns = getattr(kwargs.get("train_dataset"), "column_names", None)

@@ -9,6 +9,7 @@ from typing import Any, Optional, Union
 
 from transformers import TrainingArguments
 
+from ..config import unpin_memory_without_accelerator
 from .losses import EMBEDDING_LOSSES
 
 RETRIEVAL_WEIGHT_NAMES = (
@@ -117,6 +118,7 @@ class RetrievalDistillationConfig(TrainingArguments):
         if isinstance(self.teacher_model_init_kwargs, str):
             self.teacher_model_init_kwargs = json.loads(self.teacher_model_init_kwargs)
         super().__post_init__()
+        unpin_memory_without_accelerator(self)
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
         if self.embedding_loss not in EMBEDDING_LOSSES:
