@@ -13,7 +13,7 @@ PY=${PYTHON:-python}
 MINILM=$($PY -c "from hf_distill.assets import minilm_l6_v2_path; print(minilm_l6_v2_path())" 2>/dev/null | tail -1)
 BUDGET=(--model_name_or_path "$MINILM" --max_train_samples 2048 --max_eval_samples 1000 --num_train_epochs 2
         --learning_rate 1e-4 --eval_strategy no --save_strategy no --disable_tqdm true --seed 42
-        --exit_thresholds 0.1,0.2,0.3,0.4,0.5,0.6,0.7 --sweep_samples 300)
+        --exit_thresholds 0.2,0.4,0.5,0.6,0.7,0.8,0.9,0.95 --sweep_samples 300)
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 run() {
