@@ -172,6 +172,20 @@ def test_static_quantization_calibrates_on_the_task_and_reports_accuracy(classif
     assert model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids)).logits.shape == (2, 2)
 
 
+def test_static_quantization_calibrates_on_a_given_file_from_the_command_line(classifier_dir, tmp_path, monkeypatch):
+    calibration = tmp_path / "calibration.csv"
+    rows = [f'"{(POSITIVE if i % 2 else NEGATIVE)[i % 5]}",{i % 2}' for i in range(12)]
+    calibration.write_text("sentence,label\n" + "\n".join(rows) + "\n")
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "static-from-file"
+    assert main(["export", str(classifier_dir), "--output", str(output), "--quantize", "static", "--task_name", "sst2",
+                 "--calibration-data", str(calibration), "--calibration_samples", "8", "--no_latency"]) == 0
+    report = json.loads((output / "export_report.json").read_text())
+    assert report["quantization"]["mode"] == "static"
+    assert report["quantization"]["calibration_examples"] == 8  # 8 of the file's 12 rows
+    assert report["parity"]["passed"]
+
+
 def test_regression_masked_lm_and_encoder_exports_pass_parity(tmp_path):
     from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTModelForMaskedLM
 
@@ -290,6 +304,9 @@ def test_bad_model_folders_give_clear_errors(classifier_dir, tmp_path, capsys):
 
     with pytest.raises(ExportError, match="calibrates on the task's training data"):
         export_model(classifier_dir, tmp_path / "out", quantize="static", latency=False, verbose=False)
+    with pytest.raises(ExportError, match="need task_name"):
+        export_model(classifier_dir, tmp_path / "out", quantize="static", train_file="calibration.csv",
+                     latency=False, verbose=False)
     with pytest.raises(ExportError, match="no export_report.json"):
         benchmark_export(tmp_path)
 

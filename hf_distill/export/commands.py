@@ -35,7 +35,9 @@ def export_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("evaluation and calibration data (as in recipes)")
     data.add_argument("--task_name", default=None, help="GLUE task or 'imdb': scores fp32 vs int8 on its dev split.")
     data.add_argument("--data_dir", default=None, help="Local GLUE data in the original layout.")
-    data.add_argument("--train_file", default=None, help="CSV/JSON training file (calibration).")
+    data.add_argument("--train_file", "--calibration_data", "--calibration-data", dest="train_file", default=None,
+                      help="CSV/JSON file with the task's columns whose examples calibrate static quantization "
+                           "(needs --task_name for the columns); default: the task's training split.")
     data.add_argument("--validation_file", default=None, help="CSV/JSON evaluation file.")
     data.add_argument("--calibration_samples", "--calibration-samples", type=int, default=128,
                       help="Training examples that calibrate static quantization (default 128).")

@@ -142,7 +142,10 @@ def export_model(
     output_dir = Path(output_dir).expanduser() if output_dir is not None else model_dir / "onnx"
     if quantize not in (None, "dynamic", "static"):
         raise ExportError(f"quantize={quantize!r}: choose 'dynamic', 'static' or None.")
-    if quantize == "static" and task_name is None and train_file is None:
+    if task_name is None and (train_file is not None or validation_file is not None):
+        raise ExportError("train_file / validation_file need task_name: the task names the text columns, labels and "
+                          "metric, e.g. `--task_name sst2 --calibration-data calibration.csv`.")
+    if quantize == "static" and task_name is None:
         raise ExportError("Static quantization calibrates on the task's training data: pass task_name (and data_dir "
                           "or train_file), e.g. `--quantize static --task_name sst2 --data_dir ../shared/data/glue`.")
     if optimization_level is not None and optimization_level not in ("O1", "O2", "O3"):
