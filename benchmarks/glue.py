@@ -3,10 +3,16 @@
 Runs the shipped recipes (`recipes/glue/*.yaml`) through `hf-distill train`, one task at a time:
 
 1. teacher: all-MiniLM-L6-v2 (pip-installed weights) fine-tuned on the task;
-2. baseline: 3 of the teacher's 6 layers (0, 2, 4), fine-tuned without a teacher;
+2. baseline: 3 of the teacher's 6 layers (1, 3, 5 by default), fine-tuned without a teacher;
 3. DistilBERT-style: the same student, soft targets (T=2) + task + cosine;
 4. TinyBERT-style: the same student, intermediate stage (embedding + hidden + attention, uniform
    map g(m) = 2m) then prediction stage (soft cross-entropy);
+
+Every student stage trains at `--student_learning_rate` (default 1e-4; `recipe` keeps each recipe's
+own), the teacher at 5e-5. Student layers 1, 3, 5 (0-based) keep the teacher's top layer and put
+in student block m a copy of teacher block 2m, 1-based: the layer whose output TinyBERT's map
+g(m) = 2m makes student layer m imitate. Layers 0, 2, 4 (the old default) start every student
+layer one block away from its target, which ruined the TinyBERT-style student on STS-B (BENCHMARKS.md).
 
 and prints one Markdown table (score, retention = student / teacher). Data: the real GLUE files in
 `../shared/data/glue` (override with --data_dir). Training subsets keep it within CPU time and are
@@ -42,13 +48,16 @@ TASK_SETTINGS = {
     "qnli": {"max_train_samples": None, "max_seq_length": 128},
     "wnli": {"max_train_samples": None, "max_seq_length": 128},
 }
-DEFAULT_STUDENT_LAYERS = "0,2,4"
+DEFAULT_STUDENT_LAYERS = "1,3,5"
+DEFAULT_STUDENT_LEARNING_RATE = "1e-4"
 
 
 def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: list[str], reuse: bool = False,
-             only: Optional[list[str]] = None, student_layers: str = DEFAULT_STUDENT_LAYERS) -> dict:
+             only: Optional[list[str]] = None, student_layers: str = DEFAULT_STUDENT_LAYERS,
+             student_learning_rate: str = DEFAULT_STUDENT_LEARNING_RATE) -> dict:
     settings = TASK_SETTINGS.get(task, {"max_train_samples": None, "max_seq_length": 128})
     student = ["--student_layers", student_layers, "--student_num_layers", str(len(student_layers.split(",")))]
+    student_lr = [] if student_learning_rate == "recipe" else ["--learning_rate", student_learning_rate]
     common = ["--task_name", task, "--data_dir", data_dir, "--num_train_epochs", str(epochs),
               "--max_seq_length", str(settings["max_seq_length"]), "--disable_tqdm", "true",
               "--save_strategy", "no", "--eval_strategy", "no", "--logging_steps", "50", *extra]
@@ -58,12 +67,12 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
            ("teacher", "baseline", "distilbert", "tinybert-intermediate", "tinybert")}
     stages = [
         ("teacher", ["teacher.yaml", "--model_name_or_path", minilm_l6_v2_path(), "--learning_rate", "5e-5"]),
-        ("baseline", ["baseline.yaml", "--model_name_or_path", out["teacher"], *student]),
-        ("distilbert", ["distilbert.yaml", "--teacher_model_name_or_path", out["teacher"], *student]),
+        ("baseline", ["baseline.yaml", "--model_name_or_path", out["teacher"], *student, *student_lr]),
+        ("distilbert", ["distilbert.yaml", "--teacher_model_name_or_path", out["teacher"], *student, *student_lr]),
         ("tinybert-intermediate", ["tinybert_intermediate.yaml", "--teacher_model_name_or_path", out["teacher"],
-                                   *student]),
+                                   *student, *student_lr]),
         ("tinybert", ["tinybert_prediction.yaml", "--teacher_model_name_or_path", out["teacher"],
-                      "--student_model_name_or_path", out["tinybert-intermediate"]]),
+                      "--student_model_name_or_path", out["tinybert-intermediate"], *student_lr]),
     ]
     minutes = {}
     if only:
@@ -131,13 +140,16 @@ def main() -> None:
                         help="Run only these student stages (the teacher is always needed; default: all).")
     parser.add_argument("--student_layers", default=DEFAULT_STUDENT_LAYERS,
                         help="0-based teacher layers copied into every student (default: %(default)s).")
+    parser.add_argument("--student_learning_rate", default=DEFAULT_STUDENT_LEARNING_RATE,
+                        help="Learning rate of every student stage, or 'recipe' for each recipe's own "
+                             "(default: %(default)s).")
     parser.add_argument("extra", nargs="*", help="Further `hf-distill train` flags for every stage, after --.")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     rows = []
     for task in args.tasks:
         rows.append(run_task(task, args.data_dir, args.output_dir, args.epochs, args.extra, args.reuse, args.stages,
-                             args.student_layers))
+                             args.student_layers, args.student_learning_rate))
         with open(os.path.join(args.output_dir, f"summary-{'-'.join(args.tasks)}.json"), "w") as file:
             json.dump(rows, file, indent=2)
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
