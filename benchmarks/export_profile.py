@@ -20,6 +20,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,6 +35,8 @@ def profile_session(path: str, feeds: dict, runs: int, threads: int | None) -> d
 
     options = ort.SessionOptions()
     options.enable_profiling = True
+    # The trace goes to a scratch folder, not the working directory (it is read, then deleted).
+    options.profile_file_prefix = os.path.join(tempfile.mkdtemp(prefix="hf-distill-ort-profile-"), "profile")
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
@@ -45,6 +48,7 @@ def profile_session(path: str, feeds: dict, runs: int, threads: int | None) -> d
     with open(trace, encoding="utf-8") as file:
         events = json.load(file)
     os.remove(trace)
+    os.rmdir(os.path.dirname(trace))
     totals: dict[str, float] = collections.Counter()
     kernel_events = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
     # Drop the warm-up run: its kernels are the first len(kernel_events) / (runs + 1) events.
