@@ -19,8 +19,12 @@ class ModelArguments:
         student_layers (`str`, *optional*):
             0-based layers of the base to copy into the student, e.g. `"0,2,4"` (DistilBERT-style).
         student_num_layers (`int`, *optional*):
-            Number of student layers: evenly spaced layers of the base, or the depth of a narrower
-            student with `student_hidden_size`.
+            Number of student layers: layers of the base picked by `student_layer_selection`, or the
+            depth of a narrower student with `student_hidden_size`.
+        student_layer_selection (`str`, defaults to `"uniform"`):
+            Which layers `student_num_layers` copies: `"uniform"` (evenly spaced, first and last
+            included: DistilBERT's choice) or `"block_top"` (the top layer of each of M equal blocks:
+            the layers TinyBERT's uniform layer map matches, e.g. 1,3,5 of 6). `student_layers` wins.
         student_hidden_size (`int`, *optional*):
             Width of a randomly initialised, narrower student (TinyBERT-style).
         student_intermediate_size (`int`, *optional*):
@@ -50,6 +54,12 @@ class ModelArguments:
     student_num_layers: Optional[int] = field(
         default=None,
         metadata={"help": "Student depth: evenly spaced layers of the base, or the depth of a narrower student."},
+    )
+    student_layer_selection: str = field(
+        default="uniform",
+        metadata={"help": "Layers student_num_layers copies: 'uniform' (evenly spaced, DistilBERT) or 'block_top' "
+                          "(the layers TinyBERT's uniform layer map matches, e.g. 1,3,5 of 6).",
+                  "choices": ["uniform", "block_top"]},
     )
     student_hidden_size: Optional[int] = field(
         default=None, metadata={"help": "Width of a randomly initialised, narrower student (TinyBERT-style)."}

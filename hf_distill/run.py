@@ -127,6 +127,7 @@ def create_student_from_args(base: PreTrainedModel, model_args: ModelArguments) 
         hidden_size=model_args.student_hidden_size,
         intermediate_size=model_args.student_intermediate_size,
         num_attention_heads=model_args.student_num_attention_heads,
+        layer_selection=model_args.student_layer_selection,
     )
 
 

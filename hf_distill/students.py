@@ -43,6 +43,31 @@ def uniform_layer_selection(num_teacher_layers: int, num_student_layers: int) ->
     return [math.floor(i * (n - 1) / (m - 1) + 0.5) for i in range(m)]
 
 
+def block_top_layer_selection(num_teacher_layers: int, num_student_layers: int) -> list[int]:
+    """Picks the top layer of each of ``M`` equal blocks of teacher layers (0-based).
+
+    ``layer_m = ⌊m · N / M⌋ − 1`` for ``m = 1..M``: student block ``m`` starts as a copy of teacher
+    layer ``g(m) = m · N / M`` (1-based), the layer TinyBERT's uniform layer map makes student layer
+    ``m`` imitate. For 12 → 6 this gives ``[1, 3, 5, 7, 9, 11]``, for 6 → 3 ``[1, 3, 5]``. Used for
+    TinyBERT-style students cut from their teacher: with `uniform_layer_selection` ([0, 2, 4] for
+    6 → 3) every student layer starts one block away from its target.
+
+    Args:
+        num_teacher_layers (`int`): ``N``.
+        num_student_layers (`int`): ``M``, at most ``N``.
+
+    Returns:
+        `list[int]`: ``M`` distinct, increasing layer indices; the last is always ``N − 1``.
+    """
+    n, m = num_teacher_layers, num_student_layers
+    if not 1 <= m <= n:
+        raise ValueError(f"num_layers must be between 1 and the teacher's {n} layers, got {m}.")
+    return [(i * n) // m - 1 for i in range(1, m + 1)]
+
+
+LAYER_SELECTIONS = {"uniform": uniform_layer_selection, "block_top": block_top_layer_selection}
+
+
 def _copy_layers(teacher: PreTrainedModel, layers: Sequence[int]) -> PreTrainedModel:
     num_teacher_layers = teacher.config.num_hidden_layers
     bad = [layer for layer in layers if not 0 <= layer < num_teacher_layers]
@@ -96,6 +121,7 @@ def create_student(
     hidden_size: Optional[int] = None,
     intermediate_size: Optional[int] = None,
     num_attention_heads: Optional[int] = None,
+    layer_selection: str = "uniform",
 ) -> PreTrainedModel:
     """Builds a smaller student of the teacher's class, vocabulary and label space.
 
@@ -105,13 +131,17 @@ def create_student(
         layers (`Sequence[int]`, *optional*): 0-based teacher layers to copy, e.g. `[0, 2, 4]`. The
             embeddings, pooler and task head are copied too.
         num_layers (`int`, *optional*): Number of student layers. Without `hidden_size`, copies
-            `num_layers` evenly spaced teacher layers (`uniform_layer_selection`).
+            `num_layers` teacher layers picked by `layer_selection`.
         hidden_size (`int`, *optional*): Width of a randomly initialised, narrower student
             (TinyBERT-style); needs `num_layers`.
         intermediate_size (`int`, *optional*): Feed-forward width of the narrower student, defaults
             to ``4 · hidden_size``.
         num_attention_heads (`int`, *optional*): Heads of the narrower student, defaults to the
             teacher's (TinyBERT's attention loss needs equal head counts).
+        layer_selection (`str`, defaults to `"uniform"`): Which layers `num_layers` copies:
+            `"uniform"`, evenly spaced with the first and last (`uniform_layer_selection`, DistilBERT's
+            choice), or `"block_top"`, the layers TinyBERT's uniform layer map points at
+            (`block_top_layer_selection`). Not used when `layers` is given.
 
     Returns:
         `PreTrainedModel`: The student, in training mode, with the teacher's dtype and
@@ -125,6 +155,8 @@ def create_student(
                 "layers=[...] copies teacher layers, which fixes the width; hidden_size builds a new, narrower "
                 "student. Give one or the other."
             )
+    if layer_selection not in LAYER_SELECTIONS:
+        raise ValueError(f"layer_selection={layer_selection!r}: choose one of {', '.join(LAYER_SELECTIONS)}.")
     if hidden_size is not None:
         if num_layers is None:
             raise ValueError("create_student(hidden_size=...) also needs num_layers=...")
@@ -136,7 +168,7 @@ def create_student(
         if layers is None:
             if num_layers is None:
                 raise ValueError("create_student needs layers=[...], num_layers=M, or num_layers with hidden_size.")
-            layers = uniform_layer_selection(teacher.config.num_hidden_layers, num_layers)
+            layers = LAYER_SELECTIONS[layer_selection](teacher.config.num_hidden_layers, num_layers)
         student = _copy_layers(teacher, list(layers))
     student.train()
     return student

@@ -50,8 +50,11 @@ def test_shipped_recipes_parse():
     assert {"teacher.yaml", "baseline.yaml", "distilbert.yaml", "tinybert_intermediate.yaml",
             "tinybert_prediction.yaml"} <= set(names)
     for name in names:
-        _, _, config = parse_recipe(os.path.join(RECIPES, "glue", name), ["--output_dir", "x"])
+        model_args, _, config = parse_recipe(os.path.join(RECIPES, "glue", name), ["--output_dir", "x"])
         assert any(v > 0 for v in config.loss_weights.values())
+        # TinyBERT's student starts each layer at its layer-map target; DistilBERT's takes every other layer.
+        expected = "block_top" if name == "tinybert_intermediate.yaml" else "uniform"
+        assert model_args.student_layer_selection == expected, name
 
 
 def test_help_lists_every_option_with_its_help(capsys):

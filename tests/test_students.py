@@ -11,7 +11,8 @@ from transformers import (
 )
 
 from hf_distill import create_student
-from hf_distill.students import uniform_layer_selection
+from hf_distill.layers import resolve_layer_map
+from hf_distill.students import block_top_layer_selection, uniform_layer_selection
 from tests.conftest import tiny_bert_config, tiny_teacher
 
 
@@ -20,6 +21,31 @@ def test_uniform_selection_reproduces_distilbert_choice():
     assert uniform_layer_selection(4, 2) == [0, 3]
     with pytest.raises(ValueError):
         uniform_layer_selection(4, 5)
+
+
+def test_block_top_selection_starts_each_student_layer_at_its_layer_map_target():
+    assert block_top_layer_selection(12, 6) == [1, 3, 5, 7, 9, 11]
+    assert block_top_layer_selection(6, 3) == [1, 3, 5]
+    assert block_top_layer_selection(6, 4) == [0, 2, 3, 5]  # ⌊m·6/4⌋ − 1 when M does not divide N
+    assert block_top_layer_selection(4, 1) == [3]
+    # 0-based copy = TinyBERT's uniform map g(m) (1-based) minus one, wherever that map exists.
+    for n, m in ((12, 6), (12, 4), (6, 3), (6, 2), (4, 4)):
+        assert block_top_layer_selection(n, m) == [g - 1 for g in resolve_layer_map("uniform", n, m)]
+    with pytest.raises(ValueError):
+        block_top_layer_selection(4, 5)
+
+
+def test_create_student_picks_layers_by_the_named_selection():
+    teacher = tiny_teacher()  # 4 layers
+    student = create_student(teacher, num_layers=2, layer_selection="block_top")
+    for new, old in enumerate([1, 3]):
+        torch.testing.assert_close(student.bert.encoder.layer[new].output.dense.weight,
+                                   teacher.bert.encoder.layer[old].output.dense.weight, rtol=0, atol=0)
+    uniform = create_student(teacher, num_layers=2)  # default: [0, 3]
+    torch.testing.assert_close(uniform.bert.encoder.layer[0].output.dense.weight,
+                               teacher.bert.encoder.layer[0].output.dense.weight, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="layer_selection='top'.*uniform, block_top"):
+        create_student(teacher, num_layers=2, layer_selection="top")
 
 
 def test_layers_are_copied_exactly_with_embeddings_and_head():
