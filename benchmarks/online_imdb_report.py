@@ -6,6 +6,7 @@
 The first form reads `online_imdb.sh` (DML, default runs/online_bench) and `online_imdb_sd_longer.sh`
 (default runs/online_bench_sd). `--sd_dir` prints the self-distillation tables of every run in a folder
 written by `online_imdb_exits.sh` (each subfolder with a results.json), labelled by its recipe.
+`--dml_dir` prints the DML table of a folder written by `online_imdb_dml.sh`.
 
 The standard error of an accuracy p on n examples is sqrt(p·(1 − p)/n) (binomial); a difference
 between two runs on the same examples has a standard error of at most about √2 times that.
@@ -26,7 +27,8 @@ def cell(p: float, n: int) -> str:
     return f"{100 * p:.2f} ± {100 * math.sqrt(p * (1 - p) / n):.2f}"
 
 
-def main(out: str, sd_out: str) -> None:
+def print_dml(out: str) -> None:
+    """The DML table of a folder with `dml`, `alone_024` and `alone_135` runs."""
     dml = load(os.path.join(out, "dml"))
     split, metrics = next(iter(dml["metrics"].items()))
     n = dml["data"]["eval_examples"][split]
@@ -41,6 +43,9 @@ def main(out: str, sd_out: str) -> None:
     print(f"\nDML train time {dml['train']['train_runtime']:.0f} s; alone: "
           + ", ".join(f"{load(os.path.join(out, name))['train']['train_runtime']:.0f} s" for name in ("alone_024", "alone_135")))
 
+
+def main(out: str, sd_out: str) -> None:
+    print_dml(out)
     print("\nSelf-distillation, per-exit accuracy % ± standard error\n")
     runs = {"taught by the deep exit (kd 1, hint 0.1)": "sd_taught", "labels only (kd 0, hint 0)": "sd_labels_only"}
     results = {label: load(os.path.join(sd_out, name)) for label, name in runs.items()}
@@ -107,6 +112,9 @@ def print_sd_folder(folder: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--sd_dir":
         print_sd_folder(sys.argv[2])
+        sys.exit(0)
+    if len(sys.argv) == 3 and sys.argv[1] == "--dml_dir":
+        print_dml(sys.argv[2])
         sys.exit(0)
     main(sys.argv[1] if len(sys.argv) > 1 else "runs/online_bench",
          sys.argv[2] if len(sys.argv) > 2 else "runs/online_bench_sd")
