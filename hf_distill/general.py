@@ -48,7 +48,7 @@ from .config import DistillationConfig
 from .distilbert_init import bert_to_distilbert
 from .masking import DataCollatorForDistillationMLM, count_tokens, token_selection_weights
 from .reporting import count_parameters, weights_size_mb
-from .run import create_student_from_args, model_load_kwargs
+from .run import create_student_from_args, model_load_kwargs, training_schedule
 from .tasks.text import TextData, load_text_data
 from .trainer import HEADS_WEIGHTS_NAME, DistillationTrainer, check_model_path
 
@@ -293,12 +293,7 @@ def run_general(model_args: GeneralModelArguments, data_args: TextDataArguments,
             "layer_map": trainer.layer_map,
             "projection": config.projection if heads is not None and heads.has_parameters else None,
             "student_architecture": model_args.student_architecture,
-            "learning_rate": config.learning_rate,
-            "num_train_epochs": config.num_train_epochs,
-            "max_steps": config.max_steps,
-            "per_device_train_batch_size": config.per_device_train_batch_size,
-            "gradient_accumulation_steps": config.gradient_accumulation_steps,
-            "seed": config.seed,
+            **training_schedule(config),
         },
         "data": {
             "dataset_name": data_args.dataset_name,

@@ -152,6 +152,15 @@ def evaluate_model(model: PreTrainedModel, task: TaskData, tokenizer, config: Di
         return {split: evaluator.evaluate(dataset) for split, dataset in task.evaluation.items()}
 
 
+TRAINING_SCHEDULE_KEYS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                          "gradient_accumulation_steps", "seed")
+
+
+def training_schedule(config: TrainingArguments) -> dict[str, Any]:
+    """The `TrainingArguments` every `results.json` records under `recipe` (learning rate, epochs, steps, batch, seed)."""
+    return {key: getattr(config, key) for key in TRAINING_SCHEDULE_KEYS}
+
+
 def _describe(model: PreTrainedModel, path: Optional[str], metrics: dict[str, dict], task: TaskData) -> dict:
     first = next(iter(metrics.values())) if metrics else {}
     return {
@@ -231,12 +240,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
             "layer_map": trainer.layer_map,
             "projection": config.projection if trainer.distillation_heads is not None
             and trainer.distillation_heads.has_parameters else None,
-            "learning_rate": config.learning_rate,
-            "num_train_epochs": config.num_train_epochs,
-            "max_steps": config.max_steps,
-            "per_device_train_batch_size": config.per_device_train_batch_size,
-            "gradient_accumulation_steps": config.gradient_accumulation_steps,
-            "seed": config.seed,
+            **training_schedule(config),
             "schedule": config.schedule,
             "lr_scheduler_type": getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type),
             "warmup_ratio": config.warmup_ratio,

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
 
 from ..arguments import DataArguments, ModelArguments
 from ..reporting import count_parameters
-from ..run import RESULTS_NAME, build_student
+from ..run import RESULTS_NAME, build_student, training_schedule
 from ..tasks import load_task_data
 from ..trainer import check_model_path
 from .config import MutualLearningConfig, PeerArguments, SelfDistillationConfig
@@ -42,9 +42,7 @@ def _write_results(output_dir: str, results: dict) -> None:
 
 
 def _recipe(config: Any, names: tuple[str, ...]) -> dict:
-    keys = ("temperature", *names, "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-            "gradient_accumulation_steps", "seed")
-    return {key: getattr(config, key) for key in keys}
+    return {**{key: getattr(config, key) for key in ("temperature", *names)}, **training_schedule(config)}
 
 
 def run_mutual(peer_args: PeerArguments, data_args: DataArguments, config: MutualLearningConfig) -> dict:
