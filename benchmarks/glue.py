@@ -6,7 +6,8 @@ Runs the shipped recipes (`recipes/glue/*.yaml`) through `hf-distill train`, one
 2. baseline: 3 of the teacher's 6 layers (1, 3, 5 by default), fine-tuned without a teacher;
 3. DistilBERT-style: the same student, soft targets (T=2) + task + cosine;
 4. TinyBERT-style: the same student, intermediate stage (embedding + hidden + attention, uniform
-   map g(m) = 2m) then prediction stage (soft cross-entropy);
+   map g(m) = 2m) then prediction stage (soft cross-entropy on the teacher's logits; for regression,
+   MSE on the gold scores, as TinyBERT's reference code does);
 
 Every student stage trains at `--student_learning_rate` (default 1e-4; `recipe` keeps each recipe's
 own), the teacher at 5e-5. Student layers 1, 3, 5 (0-based) keep the teacher's top layer and put
@@ -36,6 +37,7 @@ import torch
 from hf_distill.assets import minilm_l6_v2_path
 from hf_distill.cli import main as hf_distill
 from hf_distill.run import RESULTS_NAME, load_results
+from hf_distill.tasks.glue import get_glue_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = os.path.join(ROOT, "recipes", "glue")
@@ -50,6 +52,19 @@ TASK_SETTINGS = {
 }
 DEFAULT_STUDENT_LAYERS = "1,3,5"
 DEFAULT_STUDENT_LEARNING_RATE = "1e-4"
+
+
+def prediction_stage(task: str, out: dict[str, str], student_lr: list[str]) -> list[str]:
+    """The TinyBERT prediction stage's recipe and flags, starting from the intermediate stage's student.
+
+    Classification: soft cross-entropy on the teacher's logits. Regression (STS-B): the gold scores,
+    as in TinyBERT's reference code (`recipes/glue/tinybert_prediction_regression.yaml`).
+    """
+    if get_glue_task(task).is_regression:
+        return ["tinybert_prediction_regression.yaml", "--model_name_or_path", out["tinybert-intermediate"],
+                *student_lr]
+    return ["tinybert_prediction.yaml", "--teacher_model_name_or_path", out["teacher"],
+            "--student_model_name_or_path", out["tinybert-intermediate"], *student_lr]
 
 
 def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: list[str], reuse: bool = False,
@@ -71,8 +86,7 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
         ("distilbert", ["distilbert.yaml", "--teacher_model_name_or_path", out["teacher"], *student, *student_lr]),
         ("tinybert-intermediate", ["tinybert_intermediate.yaml", "--teacher_model_name_or_path", out["teacher"],
                                    *student, *student_lr]),
-        ("tinybert", ["tinybert_prediction.yaml", "--teacher_model_name_or_path", out["teacher"],
-                      "--student_model_name_or_path", out["tinybert-intermediate"], *student_lr]),
+        ("tinybert", prediction_stage(task, out, student_lr)),
     ]
     minutes = {}
     if only:

@@ -3,6 +3,7 @@ import json
 import os
 
 import pytest
+import torch
 import yaml
 from transformers import AutoModelForSequenceClassification, BertTokenizerFast
 
@@ -48,7 +49,7 @@ def test_recipe_values_are_type_checked_like_flags(tmp_path, capsys):
 def test_shipped_recipes_parse():
     names = sorted(os.listdir(os.path.join(RECIPES, "glue")))
     assert {"teacher.yaml", "baseline.yaml", "distilbert.yaml", "tinybert_intermediate.yaml",
-            "tinybert_prediction.yaml"} <= set(names)
+            "tinybert_prediction.yaml", "tinybert_prediction_regression.yaml"} <= set(names)
     for name in names:
         model_args, _, config = parse_recipe(os.path.join(RECIPES, "glue", name), ["--output_dir", "x"])
         assert any(v > 0 for v in config.loss_weights.values())
@@ -108,6 +109,44 @@ def test_teacher_then_distilled_student_end_to_end_on_glue_layout(tmp_path):
     assert results["recipe"]["loss_weights"] == {"task": 0.5, "kd": 0.5, "cosine": 1.0}
     student = AutoModelForSequenceClassification.from_pretrained(student_dir)
     assert student.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_tinybert_two_stages_on_a_regression_task_end_with_the_gold_scores(tmp_path):
+    """STS-B through the shipped TinyBERT recipes: stage 1 imitates the teacher's layers, stage 2 (the
+    regression recipe) trains the stage-1 student on the gold scores, as TinyBERT's reference code does."""
+    tokenizer = tiny_tokenizer(tmp_path / "tok")
+    base = tmp_path / "base"
+    config = tiny_bert_config(vocab_size=len(tokenizer), num_labels=1)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+    pairs = [("good w1", "good w2", 4.5), ("bad w3", "good w4", 1.0), ("w5 w6", "w5 w6", 5.0), ("bad", "w7", 0.2)]
+    body = header + "".join(f"{i}\tg\tf\t2012\t{i}\tnone\tnone\t{a}\t{b}\t{score}\n"
+                            for i, (a, b, score) in enumerate(pairs * 4))
+    write(tmp_path / "glue" / "STS-B" / "train.tsv", body)
+    write(tmp_path / "glue" / "STS-B" / "dev.tsv", body)
+    common = ["--task_name", "stsb", "--data_dir", str(tmp_path / "glue"), "--max_steps", "3",
+              "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu", "true",
+              "--save_strategy", "no", "--eval_strategy", "no", "--disable_tqdm", "true"]
+    recipe_dir = os.path.join(RECIPES, "glue")
+    teacher_dir, stage1, stage2 = (str(tmp_path / name) for name in ("teacher", "stage1", "stage2"))
+    assert main(["train", os.path.join(recipe_dir, "teacher.yaml"), *common, "--model_name_or_path", str(base),
+                 "--output_dir", teacher_dir]) == 0
+    assert main(["train", os.path.join(recipe_dir, "tinybert_intermediate.yaml"), *common,
+                 "--teacher_model_name_or_path", teacher_dir, "--student_num_layers", "2",
+                 "--output_dir", stage1]) == 0
+    assert main(["train", os.path.join(recipe_dir, "tinybert_prediction_regression.yaml"), *common,
+                 "--model_name_or_path", stage1, "--output_dir", stage2]) == 0
+    results = json.load(open(os.path.join(stage2, "results.json")))
+    assert results["recipe"]["loss_weights"] == {"task": 1.0}
+    assert results["student"]["num_layers"] == 2 and "eval_pearson" in results["student"]["metrics"]["validation"]
+    first = AutoModelForSequenceClassification.from_pretrained(stage1)
+    student = AutoModelForSequenceClassification.from_pretrained(stage2)
+    assert student.config.num_labels == 1 and student.config.problem_type == "regression"
+    # Stage 2 started from stage 1 and trained it: same shape, different weights.
+    assert student.bert.encoder.layer[0].attention.self.query.weight.shape == \
+        first.bert.encoder.layer[0].attention.self.query.weight.shape
+    assert not torch.equal(student.classifier.weight, first.classifier.weight)
 
 
 def test_student_saved_with_another_tokenizer_is_refused(tmp_path):

@@ -43,7 +43,37 @@ def _parse_schedule(config: Any, names: tuple[str, ...]) -> Optional[LossSchedul
 
 
 @dataclass
-class MutualLearningConfig(TrainingArguments):
+class _OnlineLossConfig(TrainingArguments):
+    """What the online configs share: `TrainingArguments`, a loss `schedule` and the checks of `WEIGHTS`."""
+
+    _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["schedule"]
+    WEIGHTS = ()  # the loss-weight fields of the subclass
+
+    schedule: Optional[Union[dict[str, Any], str]] = field(
+        default=None,
+        metadata={"help": "Schedule of temperature and the loss weights (JSON on the command line)."},
+    )
+
+    def __post_init__(self):
+        if isinstance(self.schedule, str):
+            self.schedule = json.loads(self.schedule)
+        super().__post_init__()
+        unpin_memory_without_accelerator(self)
+        _check_weights(self, self.WEIGHTS)
+        self._check_options()
+        self.loss_schedule  # checks the schedule now, before any training step
+
+    def _check_options(self) -> None:
+        """Checks and normalises the subclass's own options (called before the schedule is parsed)."""
+
+    @property
+    def loss_schedule(self) -> Optional[LossSchedule]:
+        """The parsed `schedule`, or `None` when the values are constant."""
+        return _parse_schedule(self, self.WEIGHTS)
+
+
+@dataclass
+class MutualLearningConfig(_OnlineLossConfig):
     r"""Configuration of [`MutualLearningTrainer`]: every `TrainingArguments` field, plus the loss.
 
     Each peer ``i`` of ``K`` minimises ``task_weight·L_task(z_i, y) + kd_weight·L_mimic,i`` with
@@ -64,33 +94,15 @@ class MutualLearningConfig(TrainingArguments):
             Schedule of `temperature`, `task_weight` and `kd_weight` (see `hf_distill.schedules`).
     """
 
-    _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["schedule"]
     WEIGHTS = ("task_weight", "kd_weight")
 
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature T of the mimicry KL (DML: 1)."})
     task_weight: float = field(default=1.0, metadata={"help": "Weight of each peer's loss from the labels."})
     kd_weight: float = field(default=1.0, metadata={"help": "Weight of each peer's mimicry term (KL to the other peers)."})
-    schedule: Optional[Union[dict[str, Any], str]] = field(
-        default=None,
-        metadata={"help": "Schedule of temperature, task_weight, kd_weight (JSON on the command line)."},
-    )
-
-    def __post_init__(self):
-        if isinstance(self.schedule, str):
-            self.schedule = json.loads(self.schedule)
-        super().__post_init__()
-        unpin_memory_without_accelerator(self)
-        _check_weights(self, self.WEIGHTS)
-        self.loss_schedule  # checks the schedule now, before any training step
-
-    @property
-    def loss_schedule(self) -> Optional[LossSchedule]:
-        """The parsed `schedule`, or `None` when the values are constant."""
-        return _parse_schedule(self, self.WEIGHTS)
 
 
 @dataclass
-class SelfDistillationConfig(TrainingArguments):
+class SelfDistillationConfig(_OnlineLossConfig):
     r"""Configuration of [`SelfDistillationTrainer`]: every `TrainingArguments` field, plus the loss and the exits.
 
     The loss of one batch, over exits ``k = 1..E`` (the last, ``E``, is the backbone's own head):
@@ -134,7 +146,6 @@ class SelfDistillationConfig(TrainingArguments):
             Schedule of `temperature`, `task_weight`, `kd_weight`, `hidden_weight`.
     """
 
-    _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["schedule"]
     WEIGHTS = ("task_weight", "kd_weight", "hidden_weight")
 
     temperature: float = field(default=3.0, metadata={"help": "Softmax temperature T of the deep exit's soft targets."})
@@ -162,17 +173,8 @@ class SelfDistillationConfig(TrainingArguments):
         default=200,
         metadata={"help": "Evaluation examples the early-exit sweep runs one by one (None: all of them)."},
     )
-    schedule: Optional[Union[dict[str, Any], str]] = field(
-        default=None,
-        metadata={"help": "Schedule of temperature and the weights (JSON on the command line)."},
-    )
 
-    def __post_init__(self):
-        if isinstance(self.schedule, str):
-            self.schedule = json.loads(self.schedule)
-        super().__post_init__()
-        unpin_memory_without_accelerator(self)
-        _check_weights(self, self.WEIGHTS)
+    def _check_options(self) -> None:
         if self.exit_criterion not in EXIT_CRITERIA:
             raise ValueError(f"exit_criterion must be one of {EXIT_CRITERIA}, got {self.exit_criterion!r}.")
         if self.exit_pooling not in EXIT_POOLINGS:
@@ -184,12 +186,6 @@ class SelfDistillationConfig(TrainingArguments):
             self.exit_thresholds = [float(v) for v in parse_list(self.exit_thresholds)]
         if self.sweep_samples is not None and self.sweep_samples < 1:
             raise ValueError(f"sweep_samples must be a positive number of examples (or None), got {self.sweep_samples}.")
-        self.loss_schedule
-
-    @property
-    def loss_schedule(self) -> Optional[LossSchedule]:
-        """The parsed `schedule`, or `None` when the values are constant."""
-        return _parse_schedule(self, self.WEIGHTS)
 
     @property
     def sweep_thresholds(self) -> list[float]:
