@@ -562,7 +562,7 @@ def results_from_trainer(trainer: Any) -> dict[str, Any]:
     """
     from transformers import PreTrainedModel
 
-    from .reporting import count_parameters, weights_size_mb
+    from .reporting import count_parameters, training_schedule, weights_size_mb
 
     args = trainer.args
 
@@ -580,9 +580,7 @@ def results_from_trainer(trainer: Any) -> dict[str, Any]:
         "recipe": {
             "loss_weights": {k: v for k, v in args.loss_weights.items() if v > 0},
             "temperature": args.temperature, "kd_loss": args.kd_loss, "layer_map": trainer.layer_map,
-            "schedule": args.schedule, "learning_rate": args.learning_rate, "num_train_epochs": args.num_train_epochs,
-            "max_steps": args.max_steps, "per_device_train_batch_size": args.per_device_train_batch_size,
-            "gradient_accumulation_steps": args.gradient_accumulation_steps, "seed": args.seed,
+            "schedule": args.schedule, **training_schedule(args),
         },
         "data": {},
         "base_model": args.teacher_model_name_or_path,

@@ -47,8 +47,8 @@ from .general_arguments import GeneralModelArguments, TextDataArguments
 from .config import DistillationConfig
 from .distilbert_init import bert_to_distilbert
 from .masking import DataCollatorForDistillationMLM, count_tokens, token_selection_weights
-from .reporting import count_parameters, weights_size_mb
-from .run import create_student_from_args, model_load_kwargs, training_schedule
+from .reporting import count_parameters, training_schedule, weights_size_mb
+from .run import create_student_from_args, model_load_kwargs
 from .tasks.text import TextData, load_text_data
 from .trainer import HEADS_WEIGHTS_NAME, DistillationTrainer, check_model_path
 

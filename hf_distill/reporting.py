@@ -1,11 +1,12 @@
-"""Model sizes and the results table printed at the end of a run."""
+"""Model sizes, the training schedule recorded in `results.json`, and the results table printed at the end of a run."""
 
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Any, Optional
 
 from torch import nn
+from transformers import TrainingArguments
 
 from .trainer import HEADS_ATTRIBUTE
 
@@ -65,3 +66,12 @@ def format_results_table(results: dict) -> str:
         return format_table(results.get("task", ""), [("model (no teacher)", results["student"], None)])
     rows = [("teacher", results["teacher"], None), ("student", results["student"], results.get("retention_percent"))]
     return format_table(results.get("task", ""), rows)
+
+
+TRAINING_SCHEDULE_KEYS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                          "gradient_accumulation_steps", "seed")
+
+
+def training_schedule(config: TrainingArguments) -> dict[str, Any]:
+    """The `TrainingArguments` every `results.json` records under `recipe` (learning rate, epochs, steps, batch, seed)."""
+    return {key: getattr(config, key) for key in TRAINING_SCHEDULE_KEYS}

@@ -29,7 +29,7 @@ from .cards import write_model_card
 from .config import DistillationConfig
 from .hub import push_to_hub
 from .provenance import run_provenance
-from .reporting import count_parameters, format_results_table, retention, weights_size_mb
+from .reporting import count_parameters, format_results_table, retention, training_schedule, weights_size_mb
 from .students import create_student
 from .tasks import TaskData, load_task_data
 from .trainer import DistillationTrainer, check_model_path
@@ -150,15 +150,6 @@ def evaluate_model(model: PreTrainedModel, task: TaskData, tokenizer, config: Di
             compute_metrics=task.compute_metrics,
         )
         return {split: evaluator.evaluate(dataset) for split, dataset in task.evaluation.items()}
-
-
-TRAINING_SCHEDULE_KEYS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-                          "gradient_accumulation_steps", "seed")
-
-
-def training_schedule(config: TrainingArguments) -> dict[str, Any]:
-    """The `TrainingArguments` every `results.json` records under `recipe` (learning rate, epochs, steps, batch, seed)."""
-    return {key: getattr(config, key) for key in TRAINING_SCHEDULE_KEYS}
 
 
 def _describe(model: PreTrainedModel, path: Optional[str], metrics: dict[str, dict], task: TaskData) -> dict:

@@ -45,6 +45,8 @@ def test_train_teacher_then_distil_a_student_from_the_command_line(tmp_path):
     results = json.load(open(student_dir / "results.json"))
     assert results["teacher"]["parameters"] > results["student"]["parameters"] and results["compression"] > 1
     assert set(results["recipe"]["loss_weights"]) == {"clip", "sim", "emb", "rkd_distance", "rkd_angle"}
+    # The same schedule record as every other runner (the effective batch needs the accumulation steps).
+    assert {"learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "seed"} <= set(results["recipe"])
     assert results["chance"]["text_to_image_R@1"] == pytest.approx(100 / 12, abs=0.01)
     assert results["two_stage"]["teacher_encodings_per_query"] == {"text_to_image": 4, "image_to_text": 4}
     for entry in (results["student"]["recall"], results["teacher"]["recall"], results["two_stage"]["recall"]):

@@ -14,8 +14,8 @@ from typing import Any, Optional
 from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
 
 from ..arguments import DataArguments, ModelArguments
-from ..reporting import count_parameters
-from ..run import RESULTS_NAME, build_student, training_schedule
+from ..reporting import count_parameters, training_schedule
+from ..run import RESULTS_NAME, build_student
 from ..tasks import load_task_data
 from ..trainer import check_model_path
 from .config import MutualLearningConfig, PeerArguments, SelfDistillationConfig

@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer, CLIPConfig, CLIPModel, set_seed
 
-from ..reporting import count_parameters
+from ..reporting import count_parameters, training_schedule
 from ..trainer import check_model_path
 from .arguments import DATASETS, RetrievalDataArguments, RetrievalModelArguments
 from .config import RetrievalDistillationConfig
@@ -222,11 +222,7 @@ def run_retrieval(
             "embedding_loss": config.embedding_loss if config.embedding_weight > 0 else None,
             "logit_scale": config.logit_scale if config.logit_scale is not None else "learned",
             "text_only": model_args.text_only,
-            "learning_rate": config.learning_rate,
-            "num_train_epochs": config.num_train_epochs,
-            "max_steps": config.max_steps,
-            "per_device_train_batch_size": config.per_device_train_batch_size,
-            "seed": config.seed,
+            **training_schedule(config),
         },
         "data": {
             "dataset": data_args.dataset,
