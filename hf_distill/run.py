@@ -9,6 +9,7 @@ card (`README.md`, see `hf_distill.cards`) into `config.output_dir`, publishes t
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from typing import Any, Optional
@@ -83,6 +84,28 @@ def _label_config(task: TaskData) -> dict[str, Any]:
         "id2label": task.id2label,
         "label2id": {label: index for index, label in task.id2label.items()},
     }
+
+
+logger = logging.getLogger(__name__)
+
+
+def warn_if_gold_scores_unused(task: TaskData, config: DistillationConfig) -> bool:
+    """Warns when a regression student would learn only the teacher's predictions; returns whether it warned.
+
+    With `task_weight=0` and `kd_weight>0` the student of a regression task (STS-B) fits the teacher's
+    scores (MSE) and never the gold ones: it inherits the teacher's errors. TinyBERT's reference code
+    trains its regression prediction stage on the gold scores instead.
+    """
+    weights = config.max_loss_weights  # over the whole schedule
+    if task.label_names is not None or weights["task_weight"] > 0 or weights["kd_weight"] == 0:
+        return False
+    logger.warning(
+        "Task %s is a regression and task_weight=0: the student learns only the teacher's predictions (MSE), "
+        "never the gold scores. TinyBERT's reference code trains its regression prediction stage on the gold "
+        "scores (recipes/glue/tinybert_prediction_regression.yaml); set task_weight > 0 to use them.",
+        task.name,
+    )
+    return True
 
 
 def check_same_tokenizer(tokenizer, other_path: str, what: str) -> None:
@@ -201,6 +224,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
     ):
         check_same_tokenizer(tokenizer, model_args.student_model_name_or_path, "student")
     student = build_student(model_args, task, teacher)
+    warn_if_gold_scores_unused(task, config)
     trainer = DistillationTrainer(
         model=student,
         teacher_model=teacher,

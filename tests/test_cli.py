@@ -196,3 +196,25 @@ def test_unknown_recipe_family_is_an_error_that_lists_the_families(tmp_path, cap
     recipe = write(tmp_path / "r.yaml", "recipe_family: glu\n")
     assert main(["train", recipe]) == 2
     assert "Unknown recipe_family 'glu'; choose from" in capsys.readouterr().err
+
+
+def test_regression_student_without_the_gold_scores_is_warned_about(caplog):
+    from hf_distill.config import DistillationConfig
+    from hf_distill.run import warn_if_gold_scores_unused
+    from hf_distill.tasks import TaskData
+
+    def task(label_names):
+        return TaskData(name="stsb" if label_names is None else "mrpc", train=None, evaluation={},
+                        label_names=label_names, compute_metrics=lambda p: {}, metric_names=(), score=lambda m: 0.0)
+
+    def config(**weights):
+        return DistillationConfig(output_dir="unused", report_to="none", **weights)
+
+    with caplog.at_level("WARNING", logger="hf_distill.run"):
+        assert warn_if_gold_scores_unused(task(None), config(task_weight=0.0, kd_weight=1.0))
+    assert "stsb is a regression" in caplog.text and "tinybert_prediction_regression.yaml" in caplog.text
+    assert not warn_if_gold_scores_unused(task(None), config(task_weight=0.5, kd_weight=0.5))
+    assert not warn_if_gold_scores_unused(task(["no", "yes"]), config(task_weight=0.0, kd_weight=1.0))
+    # A schedule that brings the labels in later counts as using them.
+    assert not warn_if_gold_scores_unused(task(None), config(
+        task_weight=0.0, kd_weight=1.0, schedule={"task_weight": {"start": 0.0, "end": 1.0}}))
