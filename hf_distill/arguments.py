@@ -102,9 +102,10 @@ class DataArguments:
             Local GLUE data in the original release layout (`<dir>/SST-2/train.tsv`, ...). Without it
             (and without files), GLUE comes from the Hub (`nyu-mll/glue`).
         train_file (`str`, *optional*):
-            CSV or JSON training file with the task's columns.
+            CSV or JSON training file with the task's columns. With `data_dir`, it replaces the folder's
+            `train.tsv` (e.g. the output of `hf-distill augment`) and the folder still gives the dev set.
         validation_file (`str`, *optional*):
-            CSV or JSON validation file with the task's columns.
+            CSV or JSON validation file with the task's columns (with `data_dir`, it replaces the dev set).
         max_seq_length (`int`, defaults to 128):
             Tokens per example after truncation.
         max_train_samples (`int`, *optional*):

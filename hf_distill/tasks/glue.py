@@ -273,7 +273,8 @@ def load_glue(
             (MNLI: `dev_matched.tsv`, `dev_mismatched.tsv`). Splits whose file is absent are left out.
         data_files (`dict[str, str]`, *optional*):
             Split name (`"train"`, `"validation"`, ...) -> CSV or JSON(L) file with the task's text columns
-            and `label` (class names or indices; scores for STS-B).
+            and `label` (class names or indices; scores for STS-B). With `data_dir`, each file replaces
+            that split of the folder (e.g. TinyBERT-augmented training data with the release dev set).
         cache_dir (`str`, *optional*): `datasets` cache folder for the Hub and CSV/JSON loaders.
         max_train_samples (`int`, *optional*): Keep a seeded random subset of this size of `train`.
         max_eval_samples (`int`, *optional*): Keep a seeded random subset of this size of each other split.
@@ -293,8 +294,10 @@ def load_glue(
         splits = {
             split: Dataset.from_list(read_glue_tsv(path, task), features=task.features)
             for split, path in paths.items()
-            if os.path.isfile(path)
+            if os.path.isfile(path) and split not in (data_files or {})
         }
+        if data_files:  # a file replaces its split of the folder (e.g. an augmented train file)
+            splits.update(_load_data_files(task, data_files, cache_dir))
         if not splits:
             raise FileNotFoundError(
                 f"No {task.name} data in {data_dir!r}: expected the original GLUE release layout, e.g. "

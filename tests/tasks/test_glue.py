@@ -342,6 +342,16 @@ def test_csv_and_jsonl_files_get_the_hub_label_feature(tmp_path):
     assert list(data["validation_matched"]["label"]) == [2, 0]
 
 
+def test_a_train_file_replaces_the_folders_train_split_and_keeps_its_dev_set(tmp_path):
+    """`--data_dir` with `--train_file` (e.g. augmented data): the file is trained on, the folder evaluated on."""
+    root = write_task(tmp_path / "glue", "mrpc")
+    (tmp_path / "aug.csv").write_text('sentence1,sentence2,label\nnew a,new b,1\nnew c,new d,0\nnew e,new f,1\n')
+    data = load_glue("mrpc", data_dir=root, data_files={"train": str(tmp_path / "aug.csv")})
+    assert list(data["train"]["sentence1"]) == ["new a", "new c", "new e"]
+    assert list(data["validation"]["sentence1"]) == [row["sentence1"] for row in EXPECTED["mrpc"]["validation"]]
+    assert data["train"].features["label"] == data["validation"].features["label"]
+
+
 def test_data_files_errors_name_the_problem(tmp_path):
     (tmp_path / "bad.csv").write_text("text,label\nx,1\n")
     with pytest.raises(ValueError, match=r"lacks the column\(s\) \['sentence1', 'sentence2'\].*found \['text', "
