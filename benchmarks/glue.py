@@ -25,6 +25,7 @@ stated in the table.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -37,7 +38,7 @@ import torch
 from hf_distill.assets import minilm_l6_v2_path
 from hf_distill.cli import main as hf_distill
 from hf_distill.run import RESULTS_NAME, load_results
-from hf_distill.tasks.glue import get_glue_task
+from hf_distill.tasks.glue import get_glue_task, read_glue_tsv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = os.path.join(ROOT, "recipes", "glue")
@@ -52,6 +53,33 @@ TASK_SETTINGS = {
 }
 DEFAULT_STUDENT_LAYERS = "1,3,5"
 DEFAULT_STUDENT_LEARNING_RATE = "1e-4"
+
+
+def write_transfer_set(task: str, transfer_tasks: list[str], data_dir: str, path: str) -> int:
+    """Writes the task's training rows plus other tasks' training sentence pairs to a CSV; returns the rows.
+
+    The transfer rows keep only their text (mapped onto the task's text columns) and get a placeholder
+    label, 0: they feed the TinyBERT intermediate stage, whose losses (embedding, hidden states,
+    attention scores) use no labels. TinyBERT's data augmentation serves the same purpose: more inputs
+    on which the student imitates the teacher.
+    """
+    target = get_glue_task(task)
+    rows = [{**{column: row[column] for column in target.text_columns}, "label": row["label"]}
+            for row in read_glue_tsv(os.path.join(data_dir, target.tsv_dir, "train.tsv"), target)]
+    for name in transfer_tasks:
+        source = get_glue_task(name)
+        if len(source.text_columns) != len(target.text_columns):
+            raise SystemExit(f"--transfer_tasks {name}: its examples have {len(source.text_columns)} text column(s), "
+                             f"{task}'s have {len(target.text_columns)}; pick tasks of the same shape.")
+        for row in read_glue_tsv(os.path.join(data_dir, source.tsv_dir, "train.tsv"), source):
+            texts = {column: row[other] for column, other in zip(target.text_columns, source.text_columns)}
+            rows.append({**texts, "label": 0.0 if target.is_regression else 0})
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=[*target.text_columns, "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
 
 
 def prediction_stage(task: str, out: dict[str, str], student_lr: list[str]) -> list[str]:
@@ -69,7 +97,8 @@ def prediction_stage(task: str, out: dict[str, str], student_lr: list[str]) -> l
 
 def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: list[str], reuse: bool = False,
              only: Optional[list[str]] = None, student_layers: str = DEFAULT_STUDENT_LAYERS,
-             student_learning_rate: str = DEFAULT_STUDENT_LEARNING_RATE) -> dict:
+             student_learning_rate: str = DEFAULT_STUDENT_LEARNING_RATE,
+             transfer_tasks: Optional[list[str]] = None) -> dict:
     settings = TASK_SETTINGS.get(task, {"max_train_samples": None, "max_seq_length": 128})
     student = ["--student_layers", student_layers, "--student_num_layers", str(len(student_layers.split(",")))]
     student_lr = [] if student_learning_rate == "recipe" else ["--learning_rate", student_learning_rate]
@@ -80,12 +109,18 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
         common += ["--max_train_samples", str(settings["max_train_samples"])]
     out = {name: os.path.join(output_dir, task, name) for name in
            ("teacher", "baseline", "distilbert", "tinybert-intermediate", "tinybert")}
+    transfer = []
+    if transfer_tasks:
+        transfer_file = os.path.join(output_dir, task, f"train+{'+'.join(transfer_tasks)}.csv")
+        rows = write_transfer_set(task, transfer_tasks, data_dir, transfer_file)
+        print(f"{task}: TinyBERT intermediate stage on {rows:,} rows ({transfer_file})")
+        transfer = ["--train_file", transfer_file]
     stages = [
         ("teacher", ["teacher.yaml", "--model_name_or_path", minilm_l6_v2_path(), "--learning_rate", "5e-5"]),
         ("baseline", ["baseline.yaml", "--model_name_or_path", out["teacher"], *student, *student_lr]),
         ("distilbert", ["distilbert.yaml", "--teacher_model_name_or_path", out["teacher"], *student, *student_lr]),
         ("tinybert-intermediate", ["tinybert_intermediate.yaml", "--teacher_model_name_or_path", out["teacher"],
-                                   *student, *student_lr]),
+                                   *student, *student_lr, *transfer]),
         ("tinybert", prediction_stage(task, out, student_lr)),
     ]
     minutes = {}
@@ -157,13 +192,17 @@ def main() -> None:
     parser.add_argument("--student_learning_rate", default=DEFAULT_STUDENT_LEARNING_RATE,
                         help="Learning rate of every student stage, or 'recipe' for each recipe's own "
                              "(default: %(default)s).")
+    parser.add_argument("--transfer_tasks", nargs="+", default=[],
+                        help="GLUE tasks whose training sentences (labels unused) are added to the inputs of the "
+                             "TinyBERT intermediate stage, as a transfer set; the task's training-example cap, if "
+                             "any, applies to the combined file.")
     parser.add_argument("extra", nargs="*", help="Further `hf-distill train` flags for every stage, after --.")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     rows = []
     for task in args.tasks:
         rows.append(run_task(task, args.data_dir, args.output_dir, args.epochs, args.extra, args.reuse, args.stages,
-                             args.student_layers, args.student_learning_rate))
+                             args.student_layers, args.student_learning_rate, args.transfer_tasks))
         with open(os.path.join(args.output_dir, f"summary-{'-'.join(args.tasks)}.json"), "w") as file:
             json.dump(rows, file, indent=2)
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
