@@ -130,7 +130,9 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
             raise SystemExit("--stages tinybert needs tinybert-intermediate too")
         out = {name: path for name, path in out.items() if name in ("teacher", *only)}
     for name, (recipe, *overrides) in stages:
-        if reuse and os.path.isfile(os.path.join(out[name], RESULTS_NAME)):
+        # With --stages the teacher is an input, not a stage to redo: a trained one is kept (it may be a
+        # symlink to another run's teacher, which retraining would overwrite).
+        if (reuse or (only and name == "teacher")) and os.path.isfile(os.path.join(out[name], RESULTS_NAME)):
             print(f"{task}/{name}: reusing {out[name]}")
             continue
         start = time.time()
@@ -186,7 +188,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="Keep the stages that already have a results.json in --output_dir (same settings).")
     parser.add_argument("--stages", nargs="+", choices=["baseline", "distilbert", "tinybert-intermediate", "tinybert"],
-                        help="Run only these student stages (the teacher is always needed; default: all).")
+                        help="Run only these student stages (default: all). The teacher is always needed: one "
+                             "already trained in --output_dir is kept, otherwise it is trained first.")
     parser.add_argument("--student_layers", default=DEFAULT_STUDENT_LAYERS,
                         help="0-based teacher layers copied into every student (default: %(default)s).")
     parser.add_argument("--student_learning_rate", default=DEFAULT_STUDENT_LEARNING_RATE,
