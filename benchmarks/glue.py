@@ -60,8 +60,9 @@ def write_transfer_set(task: str, transfer_tasks: list[str], data_dir: str, path
 
     The transfer rows keep only their text (mapped onto the task's text columns) and get a placeholder
     label, 0: they feed the TinyBERT intermediate stage, whose losses (embedding, hidden states,
-    attention scores) use no labels. TinyBERT's data augmentation serves the same purpose: more inputs
-    on which the student imitates the teacher.
+    attention scores) use no labels, and with `--transfer_stages both` the classification prediction
+    stage, whose soft cross-entropy uses only the teacher's logits. TinyBERT's data augmentation serves
+    the same purpose: more inputs on which the student imitates the teacher.
     """
     target = get_glue_task(task)
     rows = [{**{column: row[column] for column in target.text_columns}, "label": row["label"]}
@@ -98,7 +99,8 @@ def prediction_stage(task: str, out: dict[str, str], student_lr: list[str]) -> l
 def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: list[str], reuse: bool = False,
              only: Optional[list[str]] = None, student_layers: str = DEFAULT_STUDENT_LAYERS,
              student_learning_rate: str = DEFAULT_STUDENT_LEARNING_RATE,
-             transfer_tasks: Optional[list[str]] = None) -> dict:
+             transfer_tasks: Optional[list[str]] = None, transfer_stages: str = "intermediate",
+             intermediate_epochs: Optional[float] = None) -> dict:
     settings = TASK_SETTINGS.get(task, {"max_train_samples": None, "max_seq_length": 128})
     student = ["--student_layers", student_layers, "--student_num_layers", str(len(student_layers.split(",")))]
     student_lr = [] if student_learning_rate == "recipe" else ["--learning_rate", student_learning_rate]
@@ -111,17 +113,25 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
            ("teacher", "baseline", "distilbert", "tinybert-intermediate", "tinybert")}
     transfer = []
     if transfer_tasks:
+        if transfer_stages == "both" and get_glue_task(task).is_regression:
+            raise SystemExit(f"--transfer_stages both: {task}'s prediction stage fits the gold scores, which the "
+                             "transfer rows do not have; use --transfer_stages intermediate.")
+        if transfer_stages == "both" and "--task_weight" in extra:
+            raise SystemExit("--transfer_stages both with --task_weight: the transfer rows' labels are placeholders, "
+                             "so the prediction stage must not use a task loss; drop --task_weight.")
         transfer_file = os.path.join(output_dir, task, f"train+{'+'.join(transfer_tasks)}.csv")
         rows = write_transfer_set(task, transfer_tasks, data_dir, transfer_file)
-        print(f"{task}: TinyBERT intermediate stage on {rows:,} rows ({transfer_file})")
+        print(f"{task}: TinyBERT {'intermediate stage' if transfer_stages == 'intermediate' else 'stages'} on "
+              f"{rows:,} rows ({transfer_file})")
         transfer = ["--train_file", transfer_file]
     stages = [
         ("teacher", ["teacher.yaml", "--model_name_or_path", minilm_l6_v2_path(), "--learning_rate", "5e-5"]),
         ("baseline", ["baseline.yaml", "--model_name_or_path", out["teacher"], *student, *student_lr]),
         ("distilbert", ["distilbert.yaml", "--teacher_model_name_or_path", out["teacher"], *student, *student_lr]),
         ("tinybert-intermediate", ["tinybert_intermediate.yaml", "--teacher_model_name_or_path", out["teacher"],
-                                   *student, *student_lr, *transfer]),
-        ("tinybert", prediction_stage(task, out, student_lr)),
+                                   *student, *student_lr, *transfer,
+                                   *(["--num_train_epochs", str(intermediate_epochs)] if intermediate_epochs else [])]),
+        ("tinybert", [*prediction_stage(task, out, student_lr), *(transfer if transfer_stages == "both" else [])]),
     ]
     minutes = {}
     if only:
@@ -184,7 +194,10 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc", "stsb"])
     parser.add_argument("--data_dir", default=DEFAULT_DATA)
     parser.add_argument("--output_dir", default="runs/glue")
-    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--epochs", type=float, default=2.0, help="Training epochs of every stage (default: %(default)s).")
+    parser.add_argument("--intermediate_epochs", type=float,
+                        help="Epochs of the TinyBERT intermediate stage, if not --epochs (TinyBERT trains this "
+                             "stage longer than the prediction stage).")
     parser.add_argument("--reuse", action="store_true",
                         help="Keep the stages that already have a results.json in --output_dir (same settings).")
     parser.add_argument("--stages", nargs="+", choices=["baseline", "distilbert", "tinybert-intermediate", "tinybert"],
@@ -199,13 +212,18 @@ def main() -> None:
                         help="GLUE tasks whose training sentences (labels unused) are added to the inputs of the "
                              "TinyBERT intermediate stage, as a transfer set; the task's training-example cap, if "
                              "any, applies to the combined file.")
+    parser.add_argument("--transfer_stages", choices=["intermediate", "both"], default="intermediate",
+                        help="Which TinyBERT stages read the transfer set: the intermediate stage only, or also "
+                             "the prediction stage, as TinyBERT trains both stages on its augmented data "
+                             "(classification only: that stage then fits the teacher's logits and no labels).")
     parser.add_argument("extra", nargs="*", help="Further `hf-distill train` flags for every stage, after --.")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     rows = []
     for task in args.tasks:
         rows.append(run_task(task, args.data_dir, args.output_dir, args.epochs, args.extra, args.reuse, args.stages,
-                             args.student_layers, args.student_learning_rate, args.transfer_tasks))
+                             args.student_layers, args.student_learning_rate, args.transfer_tasks,
+                             args.transfer_stages, args.intermediate_epochs))
         with open(os.path.join(args.output_dir, f"summary-{'-'.join(args.tasks)}.json"), "w") as file:
             json.dump(rows, file, indent=2)
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
