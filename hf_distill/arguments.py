@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .students import LAYER_SELECTIONS
+
 
 @dataclass
 class ModelArguments:
@@ -59,7 +61,7 @@ class ModelArguments:
         default="uniform",
         metadata={"help": "Layers student_num_layers copies: 'uniform' (evenly spaced, DistilBERT) or 'block_top' "
                           "(the layers TinyBERT's uniform layer map matches, e.g. 1,3,5 of 6).",
-                  "choices": ["uniform", "block_top"]},
+                  "choices": list(LAYER_SELECTIONS)},
     )
     student_hidden_size: Optional[int] = field(
         default=None, metadata={"help": "Width of a randomly initialised, narrower student (TinyBERT-style)."}

@@ -430,8 +430,16 @@ def _data_source(results: dict[str, Any]) -> str:
                 "(`data/raw/a1_IMDB_Dataset.csv`, 50,000 reviews, no split), split by `hf_distill.assets.load_imdb` "
                 "on a hash of each review. The evaluation split is not IMDB's official test set: scores are not "
                 "comparable to published IMDB results.")
-    if options.get("train_file") or options.get("validation_file"):
-        return (f"Local files: training `{options.get('train_file')}`, evaluation `{options.get('validation_file')}`, "
+    train_file, validation_file = options.get("train_file"), options.get("validation_file")
+    if (train_file or validation_file) and glue is not None and data.get("data_dir"):
+        # Each file replaces its split of the release folder (`load_glue`); the other split comes from the folder.
+        folder = f"`{os.path.join(data['data_dir'], glue.tsv_dir)}`"
+        training = f"the local file `{train_file}`" if train_file else f"`train.tsv` in {folder}"
+        evaluation = f"the local file `{validation_file}`" if validation_file else f"the dev files in {folder}"
+        return (f"GLUE {glue.tsv_dir} (Wang et al., 2019): training on {training}, evaluation on {evaluation} "
+                "(GLUE release layout). GLUE's test labels are not public, so scores are on the dev set.")
+    if train_file or validation_file:
+        return (f"Local files: training `{train_file}`, evaluation `{validation_file}`, "
                 f"with the columns of GLUE {glue.tsv_dir if glue else task}.")
     if glue is not None and data.get("data_dir"):
         return (f"GLUE {glue.tsv_dir} (Wang et al., 2019) from the original release files in `{data['data_dir']}` "

@@ -265,6 +265,8 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
         "data": {
             "task_name": data_args.task_name,
             "data_dir": data_args.data_dir,
+            "train_file": data_args.train_file,
+            "validation_file": data_args.validation_file,
             "train_examples": len(task.train),
             "eval_examples": {split: len(ds) for split, ds in task.evaluation.items()},
             "max_seq_length": data_args.max_seq_length,

@@ -130,6 +130,21 @@ def test_data_and_limitations_sections(tiny_run):
     assert "## Export" not in text  # no export yet
 
 
+def test_data_section_names_a_train_file_that_replaced_the_folders_split(tiny_run, tmp_path):
+    """`--data_dir` with `--train_file` trains on the file and evaluates on the folder's dev set: the card says so."""
+    folder = copy_run(tiny_run, tmp_path)
+    results = results_of(folder)
+    assert results["data"]["train_file"] is None and results["data"]["validation_file"] is None
+    data_dir = results["data"]["data_dir"]
+    results["reproduce"]["options"]["train_file"] = "aug/train_aug.csv"
+    with open(os.path.join(folder, "results.json"), "w") as file:
+        json.dump(results, file)
+    data = build_model_card(folder).text.split("## Training data")[1]
+    assert "training on the local file `aug/train_aug.csv`" in data
+    assert f"evaluation on the dev files in `{os.path.join(data_dir, 'SST-2')}`" in data
+    assert "evaluation `None`" not in data
+
+
 def test_export_section_from_export_report(tiny_run, tmp_path):
     folder = copy_run(tiny_run, tmp_path, with_export=True)
     assert main(["card", folder]) == 0
