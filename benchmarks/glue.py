@@ -112,11 +112,14 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
     out = {name: os.path.join(output_dir, task, name) for name in
            ("teacher", "baseline", "distilbert", "tinybert-intermediate", "tinybert")}
     transfer = []
+    if transfer_stages != "intermediate" and not transfer_tasks:
+        raise SystemExit(f"--transfer_stages {transfer_stages} needs --transfer_tasks: name the tasks whose sentence "
+                         "pairs form the transfer set.")
     if transfer_tasks:
         if transfer_stages == "both" and get_glue_task(task).is_regression:
             raise SystemExit(f"--transfer_stages both: {task}'s prediction stage fits the gold scores, which the "
                              "transfer rows do not have; use --transfer_stages intermediate.")
-        if transfer_stages == "both" and "--task_weight" in extra:
+        if transfer_stages == "both" and any(arg.split("=")[0] == "--task_weight" for arg in extra):
             raise SystemExit("--transfer_stages both with --task_weight: the transfer rows' labels are placeholders, "
                              "so the prediction stage must not use a task loss; drop --task_weight.")
         transfer_file = os.path.join(output_dir, task, f"train+{'+'.join(transfer_tasks)}.csv")
