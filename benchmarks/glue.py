@@ -112,19 +112,20 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
     out = {name: os.path.join(output_dir, task, name) for name in
            ("teacher", "baseline", "distilbert", "tinybert-intermediate", "tinybert")}
     transfer = []
-    if transfer_stages != "intermediate" and not transfer_tasks:
+    transfer_in_prediction_stage = transfer_stages == "both"
+    if transfer_in_prediction_stage and not transfer_tasks:
         raise SystemExit(f"--transfer_stages {transfer_stages} needs --transfer_tasks: name the tasks whose sentence "
                          "pairs form the transfer set.")
     if transfer_tasks:
-        if transfer_stages == "both" and get_glue_task(task).is_regression:
+        if transfer_in_prediction_stage and get_glue_task(task).is_regression:
             raise SystemExit(f"--transfer_stages both: {task}'s prediction stage fits the gold scores, which the "
                              "transfer rows do not have; use --transfer_stages intermediate.")
-        if transfer_stages == "both" and any(arg.split("=")[0] == "--task_weight" for arg in extra):
+        if transfer_in_prediction_stage and any(arg.split("=")[0] == "--task_weight" for arg in extra):
             raise SystemExit("--transfer_stages both with --task_weight: the transfer rows' labels are placeholders, "
                              "so the prediction stage must not use a task loss; drop --task_weight.")
         transfer_file = os.path.join(output_dir, task, f"train+{'+'.join(transfer_tasks)}.csv")
         rows = write_transfer_set(task, transfer_tasks, data_dir, transfer_file)
-        print(f"{task}: TinyBERT {'intermediate stage' if transfer_stages == 'intermediate' else 'stages'} on "
+        print(f"{task}: TinyBERT {'stages' if transfer_in_prediction_stage else 'intermediate stage'} on "
               f"{rows:,} rows ({transfer_file})")
         transfer = ["--train_file", transfer_file]
     stages = [
@@ -134,7 +135,7 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
         ("tinybert-intermediate", ["tinybert_intermediate.yaml", "--teacher_model_name_or_path", out["teacher"],
                                    *student, *student_lr, *transfer,
                                    *(["--num_train_epochs", str(intermediate_epochs)] if intermediate_epochs else [])]),
-        ("tinybert", [*prediction_stage(task, out, student_lr), *(transfer if transfer_stages == "both" else [])]),
+        ("tinybert", [*prediction_stage(task, out, student_lr), *(transfer if transfer_in_prediction_stage else [])]),
     ]
     minutes = {}
     if only:
