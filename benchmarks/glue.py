@@ -15,6 +15,10 @@ in student block m a copy of teacher block 2m, 1-based: the layer whose output T
 g(m) = 2m makes student layer m imitate. Layers 0, 2, 4 (the old default) start every student
 layer one block away from its target, which ruined the TinyBERT-style student on STS-B (BENCHMARKS.md).
 
+With `--transfer_tasks` (e.g. `stsb` for MRPC) other tasks' training sentence pairs, without their
+labels, join the stages named by `--transfer_stages` as a transfer set: only the teacher terms learn
+from them (a stand-in for TinyBERT's augmented data, whose masked LM does not install offline).
+
 and prints one Markdown table (score, retention = student / teacher). Data: the real GLUE files in
 `../shared/data/glue` (override with --data_dir). Training subsets keep it within CPU time and are
 stated in the table.
@@ -38,7 +42,7 @@ import torch
 from hf_distill.assets import minilm_l6_v2_path
 from hf_distill.cli import main as hf_distill
 from hf_distill.run import RESULTS_NAME, load_results
-from hf_distill.tasks.glue import get_glue_task, read_glue_tsv
+from hf_distill.tasks.glue import get_glue_task, load_glue, read_glue_tsv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = os.path.join(ROOT, "recipes", "glue")
@@ -51,22 +55,32 @@ TASK_SETTINGS = {
     "qnli": {"max_train_samples": None, "max_seq_length": 128},
     "wnli": {"max_train_samples": None, "max_seq_length": 128},
 }
+# Student stages that can train on a transfer set (rows without a label), and the names earlier commands used.
+TRANSFER_STAGES = ("distilbert", "tinybert-intermediate", "tinybert")
+TRANSFER_STAGE_ALIASES = {"intermediate": ("tinybert-intermediate",), "both": ("tinybert-intermediate", "tinybert")}
 DEFAULT_STUDENT_LAYERS = "1,3,5"
 DEFAULT_STUDENT_LEARNING_RATE = "1e-4"
 
 
-def write_transfer_set(task: str, transfer_tasks: list[str], data_dir: str, path: str) -> int:
+def write_transfer_set(task: str, transfer_tasks: list[str], data_dir: str, path: str,
+                       max_train_samples: Optional[int], seed: int) -> int:
     """Writes the task's training rows plus other tasks' training sentence pairs to a CSV; returns the rows.
 
-    The transfer rows keep only their text (mapped onto the task's text columns) and get a placeholder
-    label, 0: they feed the TinyBERT intermediate stage, whose losses (embedding, hidden states,
-    attention scores) use no labels, and with `--transfer_stages both` the classification prediction
-    stage, whose soft cross-entropy uses only the teacher's logits. TinyBERT's data augmentation serves
-    the same purpose: more inputs on which the student imitates the teacher.
+    The task's rows are the ones its stages train on without a transfer set: the same seeded subset when
+    `max_train_samples` caps them. The transfer rows keep only their text (mapped onto the task's text
+    columns) and have no label, so they take part in the teacher terms and not in the task loss: the
+    TinyBERT intermediate stage (embedding, hidden states, attention scores), the classification prediction
+    stage (soft cross-entropy on the teacher's logits), and the DistilBERT-style stage's soft targets and
+    cosine term. TinyBERT's data augmentation serves the same purpose: more inputs on which the student
+    imitates the teacher.
     """
     target = get_glue_task(task)
-    rows = [{**{column: row[column] for column in target.text_columns}, "label": row["label"]}
-            for row in read_glue_tsv(os.path.join(data_dir, target.tsv_dir, "train.tsv"), target)]
+    data = load_glue(target, data_dir=data_dir, max_train_samples=max_train_samples, seed=seed)
+    rows = [{**{column: row[column] for column in target.text_columns}, "label": row["label"]} for row in data["train"]]
+    # A transfer row that shares a sentence with the task's dev set would show the student dev inputs.
+    dev_sentences = {" ".join(row[column].lower().split()) for split in target.eval_splits if split in data
+                     for row in data[split] for column in target.text_columns}
+    dropped = 0
     for name in transfer_tasks:
         source = get_glue_task(name)
         if len(source.text_columns) != len(target.text_columns):
@@ -74,13 +88,28 @@ def write_transfer_set(task: str, transfer_tasks: list[str], data_dir: str, path
                              f"{task}'s have {len(target.text_columns)}; pick tasks of the same shape.")
         for row in read_glue_tsv(os.path.join(data_dir, source.tsv_dir, "train.tsv"), source):
             texts = {column: row[other] for column, other in zip(target.text_columns, source.text_columns)}
-            rows.append({**texts, "label": 0.0 if target.is_regression else 0})
+            if any(" ".join(text.lower().split()) in dev_sentences for text in texts.values()):
+                dropped += 1
+                continue
+            rows.append({**texts, "label": None})  # an empty cell: no label
+    print(f"{task}: transfer set from {', '.join(transfer_tasks)}: {len(rows) - len(data['train']):,} rows; {dropped:,} "
+          f"dropped for sharing a sentence with {task}'s dev set")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=[*target.text_columns, "label"])
         writer.writeheader()
         writer.writerows(rows)
     return len(rows)
+
+
+def flag_value(extra: list[str], name: str) -> Optional[str]:
+    """The value of an `hf-distill train` flag in `extra` (`--name value` or `--name=value`), if given."""
+    for index, arg in enumerate(extra):
+        if arg == name and index + 1 < len(extra):
+            return extra[index + 1]
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def prediction_stage(task: str, out: dict[str, str], student_lr: list[str]) -> list[str]:
@@ -99,7 +128,8 @@ def prediction_stage(task: str, out: dict[str, str], student_lr: list[str]) -> l
 def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: list[str], reuse: bool = False,
              only: Optional[list[str]] = None, student_layers: str = DEFAULT_STUDENT_LAYERS,
              student_learning_rate: str = DEFAULT_STUDENT_LEARNING_RATE,
-             transfer_tasks: Optional[list[str]] = None, transfer_stages: str = "intermediate",
+             transfer_tasks: Optional[list[str]] = None,
+             transfer_stages: tuple[str, ...] = ("tinybert-intermediate",),
              intermediate_epochs: Optional[float] = None) -> dict:
     settings = TASK_SETTINGS.get(task, {"max_train_samples": None, "max_seq_length": 128})
     student = ["--student_layers", student_layers, "--student_num_layers", str(len(student_layers.split(",")))]
@@ -107,35 +137,38 @@ def run_task(task: str, data_dir: str, output_dir: str, epochs: float, extra: li
     common = ["--task_name", task, "--data_dir", data_dir, "--num_train_epochs", str(epochs),
               "--max_seq_length", str(settings["max_seq_length"]), "--disable_tqdm", "true",
               "--save_strategy", "no", "--eval_strategy", "no", "--logging_steps", "50", *extra]
-    if settings["max_train_samples"]:
-        common += ["--max_train_samples", str(settings["max_train_samples"])]
+    cap = ["--max_train_samples", str(settings["max_train_samples"])] if settings["max_train_samples"] else []
     out = {name: os.path.join(output_dir, task, name) for name in
            ("teacher", "baseline", "distilbert", "tinybert-intermediate", "tinybert")}
-    transfer = []
-    transfer_in_prediction_stage = transfer_stages == "both"
-    if transfer_in_prediction_stage and not transfer_tasks:
-        raise SystemExit(f"--transfer_stages {transfer_stages} needs --transfer_tasks: name the tasks whose sentence "
-                         "pairs form the transfer set.")
-    if transfer_tasks:
-        if transfer_in_prediction_stage and get_glue_task(task).is_regression:
-            raise SystemExit(f"--transfer_stages both: {task}'s prediction stage fits the gold scores, which the "
-                             "transfer rows do not have; use --transfer_stages intermediate.")
-        if transfer_in_prediction_stage and any(arg.split("=")[0] == "--task_weight" for arg in extra):
-            raise SystemExit("--transfer_stages both with --task_weight: the transfer rows' labels are placeholders, "
-                             "so the prediction stage must not use a task loss; drop --task_weight.")
+    transfer_stages = set(transfer_stages)
+    if transfer_stages and transfer_tasks:
+        if "tinybert" in transfer_stages and get_glue_task(task).is_regression:
+            raise SystemExit(f"--transfer_stages tinybert: {task}'s prediction stage fits the gold scores, which the "
+                             "transfer rows do not have; leave that stage out of --transfer_stages.")
         transfer_file = os.path.join(output_dir, task, f"train+{'+'.join(transfer_tasks)}.csv")
-        rows = write_transfer_set(task, transfer_tasks, data_dir, transfer_file)
-        print(f"{task}: TinyBERT {'stages' if transfer_in_prediction_stage else 'intermediate stage'} on "
-              f"{rows:,} rows ({transfer_file})")
-        transfer = ["--train_file", transfer_file]
+        seed = flag_value(extra, "--data_seed") or flag_value(extra, "--seed") or "42"
+        rows = write_transfer_set(task, transfer_tasks, data_dir, transfer_file, settings["max_train_samples"], int(seed))
+        print(f"{task}: {', '.join(sorted(transfer_stages))} on {rows:,} rows ({transfer_file})")
+        transfer = ["--train_file", transfer_file]  # it holds the capped task rows: no cap on top
+    elif transfer_tasks or transfer_stages != {"tinybert-intermediate"}:
+        raise SystemExit("--transfer_tasks and --transfer_stages go together: name the tasks whose sentence pairs "
+                         "form the transfer set, and the stages that read it.")
+    else:
+        transfer = []
+
+    def data_for(stage: str) -> list[str]:
+        """The transfer file for the stages that read it, the task's capped training split for the others."""
+        return transfer if transfer and stage in transfer_stages else cap
+
     stages = [
-        ("teacher", ["teacher.yaml", "--model_name_or_path", minilm_l6_v2_path(), "--learning_rate", "5e-5"]),
-        ("baseline", ["baseline.yaml", "--model_name_or_path", out["teacher"], *student, *student_lr]),
-        ("distilbert", ["distilbert.yaml", "--teacher_model_name_or_path", out["teacher"], *student, *student_lr]),
+        ("teacher", ["teacher.yaml", "--model_name_or_path", minilm_l6_v2_path(), "--learning_rate", "5e-5", *cap]),
+        ("baseline", ["baseline.yaml", "--model_name_or_path", out["teacher"], *student, *student_lr, *cap]),
+        ("distilbert", ["distilbert.yaml", "--teacher_model_name_or_path", out["teacher"], *student, *student_lr,
+                        *data_for("distilbert")]),
         ("tinybert-intermediate", ["tinybert_intermediate.yaml", "--teacher_model_name_or_path", out["teacher"],
-                                   *student, *student_lr, *transfer,
+                                   *student, *student_lr, *data_for("tinybert-intermediate"),
                                    *(["--num_train_epochs", str(intermediate_epochs)] if intermediate_epochs else [])]),
-        ("tinybert", [*prediction_stage(task, out, student_lr), *(transfer if transfer_in_prediction_stage else [])]),
+        ("tinybert", [*prediction_stage(task, out, student_lr), *data_for("tinybert")]),
     ]
     minutes = {}
     if only:
@@ -213,21 +246,27 @@ def main() -> None:
                         help="Learning rate of every student stage, or 'recipe' for each recipe's own "
                              "(default: %(default)s).")
     parser.add_argument("--transfer_tasks", nargs="+", default=[],
-                        help="GLUE tasks whose training sentences (labels unused) are added to the inputs of the "
-                             "TinyBERT intermediate stage, as a transfer set; the task's training-example cap, if "
-                             "any, applies to the combined file.")
-    parser.add_argument("--transfer_stages", choices=["intermediate", "both"], default="intermediate",
-                        help="Which TinyBERT stages read the transfer set: the intermediate stage only, or also "
-                             "the prediction stage, as TinyBERT trains both stages on its augmented data "
-                             "(classification only: that stage then fits the teacher's logits and no labels).")
+                        help="GLUE tasks whose training sentences, without their labels, are added to the task's "
+                             "training rows (after its training-example cap, if any) as a transfer set, for the "
+                             "stages named by --transfer_stages.")
+    parser.add_argument("--transfer_stages", nargs="+", default=["tinybert-intermediate"],
+                        choices=[*TRANSFER_STAGES, *TRANSFER_STAGE_ALIASES],
+                        help="Student stages that train on the transfer set (default: %(default)s). The rows have "
+                             "no label, so only the teacher terms learn from them: the DistilBERT-style soft targets "
+                             "and cosine term, the TinyBERT intermediate stage, the classification prediction stage "
+                             "(soft cross-entropy; TinyBERT trains both its stages on augmented data). Aliases of "
+                             "earlier commands: 'intermediate' = tinybert-intermediate, 'both' = "
+                             "tinybert-intermediate tinybert.")
     parser.add_argument("extra", nargs="*", help="Further `hf-distill train` flags for every stage, after --.")
     args = parser.parse_args()
+    transfer_stages = tuple(sorted({stage for name in args.transfer_stages
+                                    for stage in TRANSFER_STAGE_ALIASES.get(name, (name,))}))
     torch.set_num_threads(os.cpu_count() or 1)
     rows = []
     for task in args.tasks:
         rows.append(run_task(task, args.data_dir, args.output_dir, args.epochs, args.extra, args.reuse, args.stages,
                              args.student_layers, args.student_learning_rate, args.transfer_tasks,
-                             args.transfer_stages, args.intermediate_epochs))
+                             transfer_stages, args.intermediate_epochs))
         with open(os.path.join(args.output_dir, f"summary-{'-'.join(args.tasks)}.json"), "w") as file:
             json.dump(rows, file, indent=2)
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "

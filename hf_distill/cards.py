@@ -204,6 +204,15 @@ def _fmt_int(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else "-"
 
 
+def _train_examples(data: dict[str, Any]) -> str:
+    """The training examples, and how many of them had no label (only the teacher terms used those)."""
+    text = _fmt_int(data.get("train_examples"))
+    unlabelled = data.get("unlabelled_train_examples")
+    if isinstance(unlabelled, int) and unlabelled > 0:
+        text += f" ({unlabelled:,} of them without a label, learned from the teacher's outputs only)"
+    return text
+
+
 def _fmt(value: Any, spec: str = ".4f") -> str:
     return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
@@ -544,7 +553,7 @@ def build_model_card(
         language_note="English only" if dataset_info(results)["id"] else None,
         limitations=limitations,
         data_source=_data_source(results),
-        train_examples=_fmt_int(data.get("train_examples")),
+        train_examples=_train_examples(data),
         eval_examples=", ".join(f"{split}: {count:,}" for split, count in (data.get("eval_examples") or {}).items())
         or "-",
     )

@@ -160,6 +160,72 @@ def soft_target_loss(
     raise ValueError(f"Unknown kd_loss {kd_loss!r}; choose one of {KD_LOSSES}.")
 
 
+def labelled_rows(labels: torch.Tensor) -> torch.Tensor:
+    """Which examples of a batch of sequence-level labels carry a label.
+
+    An example without a label takes part in the teacher terms (soft targets, cosine, hidden states,
+    attention) and not in the task loss, as the transfer data of TinyBERT or the unlabelled data of
+    Tang et al. (2019) does. It is marked by a class index below 0 (-100, the ignore index of PyTorch
+    and transformers; -1, the `datasets` convention of GLUE's test splits) or, for a regression score,
+    by NaN.
+
+    Args:
+        labels (`torch.Tensor` of shape `(batch,)`): Class indices (integer) or scores (float).
+
+    Returns:
+        `torch.Tensor` of shape `(batch,)`: `True` where the example has a label.
+    """
+    if labels.is_floating_point():
+        return ~torch.isnan(labels)
+    return labels >= 0
+
+
+def sequence_task_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    problem_type: str,
+    row_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    r"""The task loss of a sequence-classification head, over the labelled examples only.
+
+    - ``"regression"`` (one output, e.g. STS-B): ``L = mean_rows (z − y)²``;
+    - ``"single_label_classification"``: ``L = mean_rows(−log softmax(z)_y)``.
+
+    Over every row these are the losses, and the reductions, of transformers' sequence-classification
+    heads (`MSELoss`, `CrossEntropyLoss`, both means over the batch). `DistillationTrainer` calls this
+    only for batches that hold examples without a label (`labelled_rows`), whose label values must not
+    reach those heads: -1 is out of range for the cross-entropy and NaN poisons the MSE. With no
+    labelled row the loss is a zero that keeps the graph.
+
+    Args:
+        logits (`torch.Tensor` of shape `(batch, C)`): Student logits (``C = 1`` for regression).
+        labels (`torch.Tensor` of shape `(batch,)`): Class indices or scores; unlabelled rows hold any value.
+        problem_type (`str`): `"regression"` or `"single_label_classification"` (the model config's).
+        row_mask (`torch.Tensor` of shape `(batch,)`, *optional*): Rows to average over; defaults to
+            `labelled_rows(labels)`.
+
+    Returns:
+        `torch.Tensor`: A scalar, mean over the selected rows.
+    """
+    if row_mask is None:
+        row_mask = labelled_rows(labels)
+    row_mask = row_mask.reshape(-1).bool()
+    z = _select_rows(logits, row_mask)
+    y = labels.reshape(-1)[row_mask]
+    if problem_type == "regression":
+        if z.shape[-1] != 1:
+            raise ValueError(f"Regression with {z.shape[-1]} outputs per example: expected one (num_labels=1).")
+        return _mean_or_zero((z[:, 0] - y.float()).pow(2), logits)
+    if problem_type == "single_label_classification":
+        if z.shape[0] == 0:
+            return logits.sum() * 0.0
+        return F.cross_entropy(z, y.long())
+    raise ValueError(
+        f"Examples without a label are supported for regression and single-label classification, not "
+        f"problem_type={problem_type!r}: give every example a label."
+    )
+
+
 def cosine_hidden_loss(
     student_hidden: torch.Tensor,
     teacher_hidden: torch.Tensor,

@@ -108,6 +108,24 @@ def warn_if_gold_scores_unused(task: TaskData, config: DistillationConfig) -> bo
     return True
 
 
+# The loss weights of the terms that learn from the teacher, which need no label.
+TEACHER_TERM_WEIGHTS = ("kd_weight", "cosine_weight", "hidden_weight", "embedding_weight", "attention_weight")
+
+
+def check_unlabelled_examples(task: TaskData, config: DistillationConfig, has_teacher: bool) -> None:
+    """Refuses training examples without a label when no loss term would learn from them."""
+    if not task.unlabelled_train_examples:
+        return
+    weights = config.max_loss_weights  # over the whole schedule
+    if has_teacher and any(weights[name] > 0 for name in TEACHER_TERM_WEIGHTS):
+        return
+    raise ValueError(
+        f"{task.unlabelled_train_examples:,} of the {len(task.train):,} training examples have no label, and this "
+        f"run has no teacher term ({', '.join(TEACHER_TERM_WEIGHTS)} > 0 with a teacher), so they would train "
+        "nothing. Distil from a teacher, give those examples labels, or drop them from the train file."
+    )
+
+
 def check_same_tokenizer(tokenizer, other_path: str, what: str) -> None:
     """Refuses a model folder whose saved tokenizer maps tokens to ids differently from `tokenizer`."""
     if not any(os.path.isfile(os.path.join(other_path, f)) for f in ("tokenizer.json", "vocab.txt", "vocab.json")):
@@ -218,6 +236,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
     if not task.evaluation:
         raise ValueError(f"Task {task.name} has no evaluation split: give a dev file or validation_file.")
 
+    check_unlabelled_examples(task, config, has_teacher=bool(teacher_path))
     teacher = load_classifier(teacher_path, task, model_args, "teacher") if teacher_path else None
     if teacher is not None and model_args.student_model_name_or_path and os.path.isdir(
         model_args.student_model_name_or_path
@@ -268,6 +287,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
             "train_file": data_args.train_file,
             "validation_file": data_args.validation_file,
             "train_examples": len(task.train),
+            "unlabelled_train_examples": task.unlabelled_train_examples,
             "eval_examples": {split: len(ds) for split, ds in task.evaluation.items()},
             "max_seq_length": data_args.max_seq_length,
         },

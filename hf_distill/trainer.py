@@ -96,10 +96,20 @@ def _is_classifier(model: nn.Module) -> bool:
     return type(model).__name__.endswith(("ForSequenceClassification", "ForTokenClassification"))
 
 
+def _problem_type(config: transformers.PretrainedConfig, labels: torch.Tensor) -> str:
+    """The config's `problem_type`, or the one transformers' sequence classifiers infer from the labels."""
+    if config.problem_type:
+        return config.problem_type
+    if config.num_labels == 1:
+        return "regression"
+    return "multi_label_classification" if labels.is_floating_point() else "single_label_classification"
+
+
 def _count_items(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Counts the units each loss term averages over in one micro-batch.
 
-    `examples` (sequence-level terms), `labels` (labels ≠ −100: token-level task/kd terms),
+    `examples` (sequence-level terms), `labelled` (examples with a label: the sequence-level task term),
+    `labels` (labels ≠ −100: token-level task/kd terms),
     `tokens` (attention_mask = 1: hidden, embedding, cosine terms, token-level kd without labels),
     `pairs` (pairs of real tokens: the attention term).
     """
@@ -115,7 +125,10 @@ def _count_items(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         counts["pairs"] = lengths.pow(2).sum().cpu()
     labels = inputs.get("labels")
     if isinstance(labels, torch.Tensor):
-        counts["labels"] = (labels != -100).sum().to(torch.float64).cpu() if labels.dim() > 1 else None
+        if labels.dim() > 1:
+            counts["labels"] = (labels != -100).sum().to(torch.float64).cpu()
+        else:
+            counts["labelled"] = losses.labelled_rows(labels).sum().to(torch.float64).cpu()
         if "examples" not in counts:
             counts["examples"] = torch.tensor(float(labels.shape[0]), dtype=torch.float64)
     return {key: value for key, value in counts.items() if value is not None}
@@ -123,6 +136,10 @@ def _count_items(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 class DistillationTrainer(HubPublishingMixin, Trainer):
     """A `Trainer` that trains `model` (the student) against a frozen `teacher_model`.
+
+    A sequence-classification training set may hold examples without a label (class -100 or -1,
+    score NaN; `losses.labelled_rows`): they are left out of the task term and take part in every
+    teacher term, so a transfer set of unlabelled text trains in the same run as the labelled data.
 
     Args:
         model (`PreTrainedModel`): The student (see `create_student`).
@@ -447,10 +464,9 @@ class DistillationTrainer(HubPublishingMixin, Trainer):
                 return 1.0
             return steps * self._window_scale * float(counts[unit]) / float(total)
 
-        label_unit = "labels" if token_level_labels else "examples"
-        kd_unit = label_unit if token_level_labels or not self._token_level_logits else "tokens"
+        kd_unit = "labels" if token_level_labels else "tokens" if self._token_level_logits else "examples"
         return {
-            "task": scale(label_unit),
+            "task": scale("labels" if token_level_labels else "labelled"),
             "mlm": scale("labels"),
             "kd": scale(kd_unit),
             "cos": scale("tokens"),
@@ -521,11 +537,20 @@ class DistillationTrainer(HubPublishingMixin, Trainer):
             # Evaluation on a set without cached logits, and no teacher in memory: no teacher terms.
             w.update({term: 0.0 for term in ("kd", "cos", "hidden", "emb", "att")})
         need_hidden = any(w[t] > 0 for t in ("hidden", "emb", "cos"))
+        labels = inputs.get("labels")
+        # Sequence-level labels with unlabelled examples (class -100/-1, score NaN): the model must not see
+        # them (its loss would fail or turn NaN); the task term is computed here over the labelled rows.
+        labelled = None
+        if isinstance(labels, torch.Tensor) and labels.dim() == 1:
+            labelled = losses.labelled_rows(labels)
+            if bool(labelled.all()):
+                labelled = None
+        model_inputs = inputs if labelled is None else {k: v for k, v in inputs.items() if k != "labels"}
         if self.distillation_heads is not None:
             self.distillation_heads.active = True
             self.distillation_heads.projected = {}
         try:
-            student_out = model(**inputs, output_hidden_states=True) if need_hidden else model(**inputs)
+            student_out = model(**model_inputs, output_hidden_states=True) if need_hidden else model(**model_inputs)
         finally:
             if self.distillation_heads is not None:
                 self.distillation_heads.active = False
@@ -534,13 +559,15 @@ class DistillationTrainer(HubPublishingMixin, Trainer):
         )
 
         mask = inputs.get("attention_mask")
-        labels = inputs.get("labels")
         logits = student_out.logits if hasattr(student_out, "logits") else None
         self._token_level_logits = logits is not None and logits.dim() == 3
         token_level_labels = isinstance(labels, torch.Tensor) and labels.dim() > 1
         terms: dict[str, torch.Tensor] = {}
 
-        if w["task"] > 0 or w["mlm"] > 0:
+        if labelled is not None and w["task"] > 0:
+            config = self.accelerator.unwrap_model(model).config
+            terms["task"] = losses.sequence_task_loss(logits, labels, _problem_type(config, labels), labelled)
+        elif w["task"] > 0 or w["mlm"] > 0:
             if getattr(student_out, "loss", None) is None:
                 raise ValueError(
                     "task_weight/mlm_weight > 0 but the student returned no loss: the batches need a 'labels' column."

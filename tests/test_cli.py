@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import os
 
 import pytest
@@ -218,3 +219,34 @@ def test_regression_student_without_the_gold_scores_is_warned_about(caplog):
     # A schedule that brings the labels in later counts as using them.
     assert not warn_if_gold_scores_unused(task(None), config(
         task_weight=0.0, kd_weight=1.0, schedule={"task_weight": {"start": 0.0, "end": 1.0}}))
+
+
+def test_unlabelled_training_examples_distil_through_the_teacher_and_a_baseline_refuses_them(tmp_path):
+    """A train file whose extra rows have no label (a transfer set): the DistilBERT-style recipe trains on
+    them through the teacher terms and records them; a no-teacher baseline is refused before training."""
+    tokenizer = tiny_tokenizer(tmp_path / "tok")
+    base = tmp_path / "base"
+    AutoModelForSequenceClassification.from_config(tiny_bert_config(vocab_size=len(tokenizer))).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    rows = [("good w1 w2", 1), ("bad w3", 0), ("w4 good", 1), ("bad bad w5", 0)] * 4
+    write(tmp_path / "glue" / "SST-2" / "dev.tsv",
+          "sentence\tlabel\n" + "".join(f"{s}\t{label}\n" for s, label in rows))
+    train_file = write(tmp_path / "transfer.csv", "sentence,label\n" + "".join(f"{s},{label}\n" for s, label in rows)
+                       + "".join(f"w{i} w{i + 1} good,\n" for i in range(8)))  # 8 rows without a label
+    common = ["--task_name", "sst2", "--data_dir", str(tmp_path / "glue"), "--train_file", train_file,
+              "--max_steps", "3", "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true",
+              "--save_strategy", "no", "--eval_strategy", "no", "--disable_tqdm", "true"]
+    recipe_dir = os.path.join(RECIPES, "glue")
+    with pytest.raises(ValueError, match="8 of the 24 training examples have no label.*no teacher term"):
+        main(["train", os.path.join(recipe_dir, "baseline.yaml"), *common, "--model_name_or_path", str(base),
+              "--output_dir", str(tmp_path / "baseline")])
+    assert not (tmp_path / "baseline").exists()  # refused before anything was trained or written
+    student_dir = str(tmp_path / "student")
+    assert main(["train", os.path.join(recipe_dir, "distilbert.yaml"), *common,
+                 "--teacher_model_name_or_path", str(base), "--student_num_layers", "2",
+                 "--output_dir", student_dir]) == 0
+    results = json.load(open(os.path.join(student_dir, "results.json")))
+    assert results["data"]["train_examples"] == 24 and results["data"]["unlabelled_train_examples"] == 8
+    assert math.isfinite(results["train"]["train_loss"])
+    card = open(os.path.join(student_dir, "README.md")).read()
+    assert "- Training examples: 24 (8 of them without a label, learned from the teacher's outputs only)" in card

@@ -141,3 +141,39 @@ def test_all_rows_masked_gives_zero_with_gradient():
     value = losses.kl_divergence_loss(z_s, torch.randn(1, 3, 4), 2.0, torch.zeros(1, 3, dtype=torch.bool))
     value.backward()
     assert value.item() == 0.0 and z_s.grad is not None
+
+
+# --- the task loss over labelled examples only ---------------------------------------------------------------
+
+
+def test_labelled_rows_reads_negative_classes_and_nan_scores_as_missing():
+    assert losses.labelled_rows(torch.tensor([0, -100, 2, -1])).tolist() == [True, False, True, False]
+    assert losses.labelled_rows(torch.tensor([1.5, math.nan, 0.0, -1.0])).tolist() == [True, False, True, True]
+
+
+def test_sequence_task_loss_regression_averages_the_labelled_rows_by_hand():
+    logits = torch.tensor([[1.0], [2.0], [5.0]])
+    labels = torch.tensor([0.0, math.nan, 3.0])
+    # ((1 - 0)² + (5 - 3)²) / 2: the unlabelled row neither adds an error nor counts in the mean.
+    assert losses.sequence_task_loss(logits, labels, "regression").item() == pytest.approx(2.5)
+
+
+def test_sequence_task_loss_classification_averages_the_labelled_rows_by_hand():
+    logits = torch.tensor([[0.0, math.log(3.0)], [5.0, 5.0], [math.log(4.0), 0.0]])
+    labels = torch.tensor([1, -100, 0])
+    # Row 0: p(1) = 3/4; row 2: p(0) = 4/5; mean of -log p = -log(0.6) / 2.
+    value = losses.sequence_task_loss(logits, labels, "single_label_classification")
+    assert value.item() == pytest.approx(-math.log(0.6) / 2, rel=1e-6)
+    # With every row labelled it is transformers' cross-entropy (mean over the batch).
+    full = torch.tensor([1, 0, 0])
+    assert losses.sequence_task_loss(logits, full, "single_label_classification").item() == pytest.approx(
+        nn.CrossEntropyLoss()(logits, full).item(), rel=1e-6)
+
+
+def test_sequence_task_loss_with_no_labelled_row_is_zero_with_gradient_and_other_problems_refused():
+    logits = torch.randn(2, 3, requires_grad=True)
+    value = losses.sequence_task_loss(logits, torch.tensor([-1, -100]), "single_label_classification")
+    value.backward()
+    assert value.item() == 0.0 and torch.equal(logits.grad, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="multi_label_classification.*give every example a label"):
+        losses.sequence_task_loss(logits, torch.tensor([0, -1]), "multi_label_classification")

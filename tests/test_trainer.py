@@ -5,6 +5,7 @@ import os
 import pytest
 import safetensors.torch
 import torch
+from torch import nn
 from transformers import (
     AutoModelForSequenceClassification,
     BertForMaskedLM,
@@ -342,3 +343,60 @@ def test_bf16_autocast_with_huge_logits_stays_finite(tmp_path, fresh_accelerator
     assert dtypes and all(d == torch.bfloat16 for d in dtypes)  # the teacher ran under the same autocast
     log = trainer.state.log_history[0]
     assert log["loss_kd"] > 1.0 and log["loss_att"] > 1e6 and math.isfinite(log["loss"])
+
+
+def with_unlabelled(dataset, every=3, missing=-1):
+    """`dataset` with the label of every `every`-th example removed (`missing`: -1, -100 or NaN)."""
+    return dataset.map(lambda row, i: {"labels": missing if i % every == 0 else row["labels"]}, with_indices=True)
+
+
+def test_unlabelled_examples_train_the_teacher_terms_and_not_the_task_term(tmp_path):
+    teacher = tiny_teacher()
+    student = narrow_student(teacher)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher,
+                                  args=make_args(tmp_path, task_weight=0.3, kd_weight=0.7))
+    batch = pad_collator([random_classification_dataset(4, seed=5)[i] for i in range(4)])
+    batch["labels"] = torch.tensor([1, -1, 0, -100])
+    student.eval()
+    with torch.no_grad():
+        total = trainer.compute_loss(student, batch)
+        logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        t_logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    task = nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([1, 0]))  # labelled rows only
+    kd = losses.kl_divergence_loss(logits, t_logits, 2.0)  # every row
+    assert total.item() == pytest.approx((0.3 * task + 0.7 * kd).item(), rel=1e-5)
+
+
+def test_unlabelled_regression_scores_are_left_out_of_the_mse(tmp_path):
+    teacher = tiny_teacher(num_labels=1)
+    student = create_student(teacher, layers=[0, 3])
+    trainer = DistillationTrainer(model=student, teacher_model=teacher,
+                                  args=make_args(tmp_path, task_weight=1.0, kd_weight=0.5))
+    batch = {"input_ids": torch.tensor([[3, 4, 5], [6, 7, 8], [9, 10, 11]]),
+             "attention_mask": torch.ones(3, 3, dtype=torch.long), "labels": torch.tensor([2.0, math.nan, 4.5])}
+    student.eval()
+    with torch.no_grad():
+        total = trainer.compute_loss(student, batch)
+        z = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
+        z_t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
+    expected = ((z[0] - 2.0) ** 2 + (z[2] - 4.5) ** 2) / 2 + 0.5 * (z - z_t).pow(2).mean()
+    assert math.isfinite(total.item()) and total.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_gradient_accumulation_is_exact_with_unlabelled_examples(tmp_path):
+    """The task term averages over the labelled examples of the whole window, whatever the micro-batches hold."""
+    dataset = with_unlabelled(random_classification_dataset(8, length=12, variable_length=True, seed=3), every=3)
+    assert sum(label < 0 for label in dataset["labels"]) == 3  # examples 0, 3, 6: 2 and 1 per micro-batch
+    full, full_log = train_and_params(tmp_path / "a", dataset, per_device_train_batch_size=8, max_steps=1)
+    accumulated, acc_log = train_and_params(tmp_path / "b", dataset, per_device_train_batch_size=4,
+                                            gradient_accumulation_steps=2, max_steps=1)
+    for name in full:
+        torch.testing.assert_close(accumulated[name], full[name], atol=1e-6, rtol=1e-5, msg=name)
+    assert acc_log[0]["loss_task"] == pytest.approx(full_log[0]["loss_task"], rel=1e-4)
+    assert math.isfinite(full_log[0]["loss"])
+
+
+def test_a_batch_without_any_label_trains_on_the_teacher_terms(tmp_path):
+    dataset = with_unlabelled(random_classification_dataset(8, seed=4), every=1, missing=-100)
+    params, log = train_and_params(tmp_path, dataset, per_device_train_batch_size=8, max_steps=1)
+    assert log[0]["loss_task"] == 0.0 and log[0]["loss_kd"] > 0 and math.isfinite(log[0]["loss"])

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import torch
 from datasets import Dataset, DatasetDict
 from transformers import EvalPrediction, PreTrainedTokenizerBase
 
+from ..losses import labelled_rows
 from .glue import GlueTask, build_compute_metrics, get_glue_task, load_glue, primary_score, tokenize_glue
 
 OFFLINE_TASKS = ("imdb",)
@@ -29,6 +31,8 @@ class TaskData:
         compute_metrics (`Callable`): For `Trainer(compute_metrics=...)`.
         metric_names (`tuple[str, ...]`): The keys `compute_metrics` returns.
         score (`Callable[[dict], float]`): The single score used for retention (GLUE's convention).
+        unlabelled_train_examples (`int`, defaults to 0): Training examples without a label (class -1,
+            score NaN), which only the teacher terms learn from.
     """
 
     name: str
@@ -38,6 +42,7 @@ class TaskData:
     compute_metrics: Callable[[EvalPrediction], dict]
     metric_names: tuple[str, ...]
     score: Callable[[dict], float]
+    unlabelled_train_examples: int = 0
 
     @property
     def num_labels(self) -> int:
@@ -46,6 +51,13 @@ class TaskData:
     @property
     def id2label(self) -> Optional[dict[int, str]]:
         return None if self.label_names is None else dict(enumerate(self.label_names))
+
+
+def count_unlabelled(dataset: Optional[Dataset]) -> int:
+    """The examples of a tokenized split whose `labels` mark no label (`losses.labelled_rows`)."""
+    if dataset is None or "labels" not in dataset.column_names:
+        return 0
+    return int((~labelled_rows(torch.as_tensor(dataset["labels"]))).sum())
 
 
 def _imdb(data_args, tokenizer: PreTrainedTokenizerBase, seed: int) -> tuple[DatasetDict, GlueTask]:
@@ -96,12 +108,14 @@ def load_task_data(data_args, tokenizer: PreTrainedTokenizerBase, seed: int = 42
         tokenized = tokenize_glue(raw, task, tokenizer, max_length=data_args.max_seq_length)
         eval_splits = task.eval_splits
         name = task.name
+    train = tokenized["train"] if "train" in tokenized else None
     return TaskData(
         name=name,
-        train=tokenized["train"] if "train" in tokenized else None,
+        train=train,
         evaluation={split: tokenized[split] for split in eval_splits if split in tokenized},
         label_names=None if task.label_names is None else list(task.label_names),
         compute_metrics=build_compute_metrics(task),
         metric_names=task.metric_names,
         score=lambda metrics: primary_score(task, metrics),
+        unlabelled_train_examples=count_unlabelled(train),
     )

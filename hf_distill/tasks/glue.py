@@ -16,9 +16,10 @@ package ships in `hf_distill/metrics/glue`. Both return the same keys.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
@@ -208,20 +209,56 @@ def read_glue_tsv(path: str, task: Union[GlueTask, str]) -> list[dict]:
     return rows
 
 
-def _check_and_cast_labels(dataset: Dataset, task: GlueTask, source: str) -> Dataset:
-    """Gives a CSV/JSON split the Hub's label feature, checking the values first."""
-    if task.is_regression:
-        return dataset.cast_column("label", Value("float32"))
+# How a CSV/JSON file marks an example without a label: an empty cell or null, or -1 (`datasets`' "no label",
+# as in GLUE's test splits) or -100 (the ignore index of transformers).
+_NO_LABEL_INDICES = (-1, -100)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _check_and_cast_labels(dataset: Dataset, task: GlueTask, source: str, allow_unlabelled: bool) -> Dataset:
+    """Gives a CSV/JSON split the Hub's label feature, checking the values first.
+
+    With `allow_unlabelled` (a training split) an example may lack a label: it becomes -1 (classification,
+    `ClassLabel`'s "no label") or NaN (regression), which `DistillationTrainer` leaves out of the task loss
+    while the teacher terms still use the example.
+    """
     found = dataset.unique("label")
-    if dataset.features["label"].dtype == "string":
-        bad = [value for value in found if value not in task.label_names]
+    missing = [value for value in found if _is_missing(value) or value in _NO_LABEL_INDICES]
+    if missing and not allow_unlabelled:
+        count = sum(1 for value in dataset["label"] if _is_missing(value) or value in _NO_LABEL_INDICES)
+        raise ValueError(
+            f"{source}: {count:,} example(s) have no label (an empty cell, null, -1 or -100). An evaluation split "
+            "needs a label on every example: fill them in or drop those rows. Examples without a label belong in "
+            "the training file, where the teacher terms still learn from them."
+        )
+    if task.is_regression:
+        if missing:
+            dataset = dataset.map(lambda batch: {"label": [
+                math.nan if _is_missing(value) or value in _NO_LABEL_INDICES else value for value in batch["label"]
+            ]}, batched=True)
+        return dataset.cast_column("label", Value("float32"))
+    present = [value for value in found if value not in missing]
+    if dataset.features["label"].dtype in ("string", "large_string"):
+        bad = [value for value in present if value not in task.label_names]
     else:
-        bad = [value for value in found if not (float(value).is_integer() and 0 <= int(value) < task.num_labels)]
+        bad = [value for value in present if not (float(value).is_integer() and 0 <= int(value) < task.num_labels)]
     if bad:
         raise ValueError(
             f"{source}: unknown label(s) {sorted(map(str, bad))} for {task.name}; use the names "
-            f"{list(task.label_names)} or their indices 0..{task.num_labels - 1}."
+            f"{list(task.label_names)} or their indices 0..{task.num_labels - 1}"
+            + (", or leave the label empty for an example without one." if allow_unlabelled else ".")
         )
+    if missing:
+        def to_index(value: Any) -> int:
+            if _is_missing(value) or value in _NO_LABEL_INDICES:
+                return -1
+            return task.label_names.index(value) if isinstance(value, str) else int(value)
+
+        dataset = dataset.map(lambda batch: {"label": [to_index(value) for value in batch["label"]]}, batched=True,
+                              features=Features({**dataset.features, "label": Value("int64")}))
     return dataset.cast_column("label", ClassLabel(names=list(task.label_names)))
 
 
@@ -245,7 +282,7 @@ def _load_data_files(task: GlueTask, data_files: dict[str, str], cache_dir: Opti
                 f"{data_files[split]} lacks the column(s) {missing} that {task.name} needs; "
                 f"found {part.column_names}. Rename the columns to {[*task.text_columns, 'label']}."
             )
-        dataset[split] = _check_and_cast_labels(part, task, data_files[split])
+        dataset[split] = _check_and_cast_labels(part, task, data_files[split], allow_unlabelled=split == "train")
     return dataset
 
 
@@ -274,7 +311,10 @@ def load_glue(
         data_files (`dict[str, str]`, *optional*):
             Split name (`"train"`, `"validation"`, ...) -> CSV or JSON(L) file with the task's text columns
             and `label` (class names or indices; scores for STS-B). With `data_dir`, each file replaces
-            that split of the folder (e.g. TinyBERT-augmented training data with the release dev set).
+            that split of the folder (e.g. TinyBERT-augmented training data with the release dev set). In
+            the training file an example may have no label (an empty cell, null, -1 or -100): it is kept
+            with the label -1 (NaN for a score), and `DistillationTrainer` trains on it with the teacher
+            terms only.
         cache_dir (`str`, *optional*): `datasets` cache folder for the Hub and CSV/JSON loaders.
         max_train_samples (`int`, *optional*): Keep a seeded random subset of this size of `train`.
         max_eval_samples (`int`, *optional*): Keep a seeded random subset of this size of each other split.
@@ -285,7 +325,8 @@ def load_glue(
 
     Raises:
         FileNotFoundError: When `data_dir` holds none of the task's files.
-        ValueError: For malformed files, unknown labels, or CSV/JSON files that lack a column.
+        ValueError: For malformed files, unknown labels, CSV/JSON files that lack a column, or an
+            evaluation file with an example that has no label.
     """
     task = get_glue_task(task)
     if data_dir is not None:

@@ -364,6 +364,39 @@ def test_data_files_errors_name_the_problem(tmp_path):
         load_glue("sst2", data_files={"train": str(tmp_path / "train.tsv")})
 
 
+def test_a_train_file_may_leave_labels_out_and_an_evaluation_file_may_not(tmp_path):
+    """Unlabelled training examples (empty, null, -1, -100) become ClassLabel's -1, or NaN for a score."""
+    (tmp_path / "names.csv").write_text("sentence,label\na,positive\nb,\nc,negative\n")
+    (tmp_path / "indices.csv").write_text("sentence,label\na,1\nb,\nc,-1\nd,-100\ne,0\n")
+    names = load_glue("sst2", data_files={"train": str(tmp_path / "names.csv")})["train"]
+    indices = load_glue("sst2", data_files={"train": str(tmp_path / "indices.csv")})["train"]
+    assert list(names["label"]) == [1, -1, 0] and list(indices["label"]) == [1, -1, -1, -1, 0]
+    assert names.features["label"] == indices.features["label"] == ClassLabel(names=HUB_LABELS["sst2"])
+    rows = [{"sentence1": "a", "sentence2": "b", "label": 4.5}, {"sentence1": "c", "sentence2": "d", "label": None}]
+    (tmp_path / "scores.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    scores = load_glue("stsb", data_files={"train": str(tmp_path / "scores.jsonl")})["train"]
+    assert scores[0]["label"] == 4.5 and math.isnan(scores[1]["label"])
+    with pytest.raises(ValueError, match=r"indices.csv: 3 example\(s\) have no label.*An evaluation split needs"):
+        load_glue("sst2", data_files={"validation": str(tmp_path / "indices.csv")})
+    (tmp_path / "bad.csv").write_text("sentence,label\na,-3\nb,\n")
+    with pytest.raises(ValueError, match=r"unknown label\(s\) \['-3.0'\].*or leave the label empty"):
+        load_glue("sst2", data_files={"train": str(tmp_path / "bad.csv")})
+
+
+def test_load_task_data_counts_the_unlabelled_training_examples(tmp_path):
+    from types import SimpleNamespace
+
+    from hf_distill.tasks import load_task_data
+
+    root = write_task(tmp_path / "glue", "stsb")
+    (tmp_path / "train.csv").write_text("sentence1,sentence2,label\na man,a plane,3.0\nan air,plane,\nis,off,\n")
+    args = SimpleNamespace(task_name="stsb", data_dir=root, train_file=str(tmp_path / "train.csv"),
+                           validation_file=None, max_train_samples=None, max_eval_samples=None, max_seq_length=16)
+    task = load_task_data(args, tiny_tokenizer(tmp_path), seed=0)
+    assert task.unlabelled_train_examples == 2 and len(task.train) == 3
+    assert sum(math.isnan(label) for label in task.train["labels"]) == 2
+
+
 # --- tokenization ------------------------------------------------------------------------------------------
 
 
