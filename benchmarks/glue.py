@@ -78,7 +78,10 @@ def write_transfer_set(task: str, transfer_tasks: list[str], data_dir: str, path
     data = load_glue(target, data_dir=data_dir, max_train_samples=max_train_samples, seed=seed)
     rows = [{**{column: row[column] for column in target.text_columns}, "label": row["label"]} for row in data["train"]]
     # A transfer row that shares a sentence with the task's dev set would show the student dev inputs.
-    dev_sentences = {" ".join(row[column].lower().split()) for split in target.eval_splits if split in data
+    def normalise(text: str) -> str:
+        return " ".join(text.lower().split())
+
+    dev_sentences = {normalise(row[column]) for split in target.eval_splits if split in data
                      for row in data[split] for column in target.text_columns}
     dropped = 0
     for name in transfer_tasks:
@@ -88,7 +91,7 @@ def write_transfer_set(task: str, transfer_tasks: list[str], data_dir: str, path
                              f"{task}'s have {len(target.text_columns)}; pick tasks of the same shape.")
         for row in read_glue_tsv(os.path.join(data_dir, source.tsv_dir, "train.tsv"), source):
             texts = {column: row[other] for column, other in zip(target.text_columns, source.text_columns)}
-            if any(" ".join(text.lower().split()) in dev_sentences for text in texts.values()):
+            if any(normalise(text) in dev_sentences for text in texts.values()):
                 dropped += 1
                 continue
             rows.append({**texts, "label": None})  # an empty cell: no label

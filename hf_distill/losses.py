@@ -217,9 +217,7 @@ def sequence_task_loss(
             raise ValueError(f"Regression with {z.shape[-1]} outputs per example: expected one (num_labels=1).")
         return _mean_or_zero((z[:, 0] - y.float()).pow(2), logits)
     if problem_type == "single_label_classification":
-        if z.shape[0] == 0:
-            return logits.sum() * 0.0
-        return F.cross_entropy(z, y.long())
+        return _mean_or_zero(F.cross_entropy(z, y.long(), reduction="none"), logits)
     raise ValueError(
         f"Examples without a label are supported for regression and single-label classification, not "
         f"problem_type={problem_type!r}: give every example a label."

@@ -214,8 +214,8 @@ def read_glue_tsv(path: str, task: Union[GlueTask, str]) -> list[dict]:
 _NO_LABEL_INDICES = (-1, -100)
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def _marks_no_label(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value in _NO_LABEL_INDICES
 
 
 def _check_and_cast_labels(dataset: Dataset, task: GlueTask, source: str, allow_unlabelled: bool) -> Dataset:
@@ -226,9 +226,9 @@ def _check_and_cast_labels(dataset: Dataset, task: GlueTask, source: str, allow_
     while the teacher terms still use the example.
     """
     found = dataset.unique("label")
-    missing = [value for value in found if _is_missing(value) or value in _NO_LABEL_INDICES]
+    missing = [value for value in found if _marks_no_label(value)]
     if missing and not allow_unlabelled:
-        count = sum(1 for value in dataset["label"] if _is_missing(value) or value in _NO_LABEL_INDICES)
+        count = sum(1 for value in dataset["label"] if _marks_no_label(value))
         raise ValueError(
             f"{source}: {count:,} example(s) have no label (an empty cell, null, -1 or -100). An evaluation split "
             "needs a label on every example: fill them in or drop those rows. Examples without a label belong in "
@@ -237,7 +237,7 @@ def _check_and_cast_labels(dataset: Dataset, task: GlueTask, source: str, allow_
     if task.is_regression:
         if missing:
             dataset = dataset.map(lambda batch: {"label": [
-                math.nan if _is_missing(value) or value in _NO_LABEL_INDICES else value for value in batch["label"]
+                math.nan if _marks_no_label(value) else value for value in batch["label"]
             ]}, batched=True)
         return dataset.cast_column("label", Value("float32"))
     present = [value for value in found if value not in missing]
@@ -253,7 +253,7 @@ def _check_and_cast_labels(dataset: Dataset, task: GlueTask, source: str, allow_
         )
     if missing:
         def to_index(value: Any) -> int:
-            if _is_missing(value) or value in _NO_LABEL_INDICES:
+            if _marks_no_label(value):
                 return -1
             return task.label_names.index(value) if isinstance(value, str) else int(value)
 
