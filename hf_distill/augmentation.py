@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import os
 import random
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-import torch
-from datasets import Dataset, load_dataset
-from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-
-from .trainer import check_model_path
+if TYPE_CHECKING:  # pragma: no cover - the command's parser stays light; the rest imports these on use
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-def split_words(text: str, tokenizer: PreTrainedTokenizerBase) -> list[str]:
+def split_words(text: str, tokenizer: "PreTrainedTokenizerBase") -> list[str]:
     """The words of `text` as the tokenizer's pre-tokenizer splits them (whitespace and punctuation)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and backend.pre_tokenizer is not None:
@@ -39,18 +37,17 @@ def split_words(text: str, tokenizer: PreTrainedTokenizerBase) -> list[str]:
     return text.split()
 
 
-def _is_candidate_word(word: str, tokenizer: PreTrainedTokenizerBase) -> bool:
+def _is_candidate_word(word: str, tokenizer: "PreTrainedTokenizerBase") -> bool:
     if not any(ch.isalpha() for ch in word):
         return False
     pieces = tokenizer.tokenize(word)
     return len(pieces) == 1 and pieces[0] != tokenizer.unk_token
 
 
-@torch.no_grad()
 def word_candidates(
     words: Sequence[str],
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    model: "PreTrainedModel",
+    tokenizer: "PreTrainedTokenizerBase",
     top_k: int = 15,
     max_length: int = 128,
 ) -> dict[int, list[str]]:
@@ -58,6 +55,13 @@ def word_candidates(
 
     Each word is masked alone in its sentence (one row per word, one forward pass for all).
     """
+    import torch
+
+    with torch.no_grad():
+        return _word_candidates(words, model, tokenizer, top_k, max_length)
+
+
+def _word_candidates(words, model, tokenizer, top_k: int, max_length: int) -> dict[int, list[str]]:
     positions = [i for i, word in enumerate(words) if _is_candidate_word(word, tokenizer)]
     if not positions:
         return {}
@@ -89,8 +93,8 @@ def word_candidates(
 
 def augment_text(
     text: str,
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    model: "PreTrainedModel",
+    tokenizer: "PreTrainedTokenizerBase",
     probability: float = 0.4,
     top_k: int = 15,
     num_copies: int = 20,
@@ -119,15 +123,15 @@ def augment_text(
 
 
 def augment_dataset(
-    dataset: Dataset,
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    dataset: "Dataset",
+    model: "PreTrainedModel",
+    tokenizer: "PreTrainedTokenizerBase",
     text_column: str,
     probability: float = 0.4,
     top_k: int = 15,
     num_copies: int = 20,
     seed: int = 0,
-) -> Dataset:
+) -> "Dataset":
     """The rows of `dataset`, each followed by its augmented copies (other columns copied).
 
     Args:
@@ -149,6 +153,8 @@ def augment_dataset(
         raise ValueError("Augmentation needs a masked-LM tokenizer with a mask token (e.g. BERT's).")
     if not 0 <= probability <= 1 or top_k < 1 or num_copies < 1:
         raise ValueError(f"Need 0 <= p <= 1, k >= 1, N >= 1; got p={probability}, k={top_k}, N={num_copies}.")
+    from datasets import Dataset
+
     rng = random.Random(seed)
     model.eval()
     rows: dict[str, list] = {name: [] for name in dataset.column_names}
@@ -188,8 +194,13 @@ def run_augment(
     num_copies: int = 20,
     max_samples: Optional[int] = None,
     seed: int = 0,
-) -> Dataset:
+) -> "Dataset":
     """Reads a task file, augments it and writes the result (`hf-distill augment`)."""
+    from datasets import load_dataset
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from .trainer import check_model_path
+
     extension = os.path.splitext(input)[1].lower()
     if extension not in _READERS:
         raise ValueError(f"Cannot read {input!r}: use a .csv, .tsv, .json or .jsonl file.")

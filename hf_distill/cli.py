@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from .recipes import FAMILY_KEY, RECIPE_FAMILIES, RecipeError, parse_recipe, recipe_family_of, recipe_parser, run_parsed
+from .recipes import FAMILY_KEY, RECIPE_FAMILIES, RecipeError, RecipeFamily, parse_recipe, recipe_family_of, run_parsed
 
 DESCRIPTION = "hf-distill: distil Hugging Face models with transformers.Trainer."
 
@@ -25,21 +25,34 @@ def _families_text() -> str:
     return "recipe families (the recipe's `recipe_family` key, default task):\n" + "\n".join(lines)
 
 
+def _train_help_text(family: RecipeFamily) -> str:
+    """The help of `hf-distill train` for one family: every option of its dataclasses (imports transformers)."""
+    from .recipes import recipe_parser
+
+    parser = recipe_parser(family.name)
+    parser.prog = "hf-distill train RECIPE.yaml"
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        f"Run a recipe: a YAML file of the options below (family {family.name!r}). Command-line flags "
+        "override the file, e.g. `hf-distill train recipes/glue/distilbert.yaml --task_name mrpc "
+        f"--learning_rate 5e-5`. `--{FAMILY_KEY} NAME --help` lists another family's options.\n\n"
+        + _families_text()
+    )
+    return parser.format_help()
+
+
 def _train(argv: Sequence[str]) -> int:
     argv = list(argv)
     recipe, overrides = (argv[0], argv[1:]) if argv and not argv[0].startswith("-") else (None, argv)
     if not argv or "-h" in overrides or "--help" in overrides:
+        from .help_cache import cached_text
+
         family = recipe_family_of(recipe, [t for t in overrides if t not in ("-h", "--help")])
-        parser = recipe_parser(family.name)
-        parser.prog = "hf-distill train RECIPE.yaml"
-        parser.formatter_class = argparse.RawDescriptionHelpFormatter
-        parser.description = (
-            f"Run a recipe: a YAML file of the options below (family {family.name!r}). Command-line flags "
-            "override the file, e.g. `hf-distill train recipes/glue/distilbert.yaml --task_name mrpc "
-            f"--learning_rate 5e-5`. `--{FAMILY_KEY} NAME --help` lists another family's options.\n\n"
-            + _families_text()
-        )
-        parser.print_help()
+        if family.importable_by_path:
+            text = cached_text(f"train-{family.name}", family.dataclass_specs, lambda: _train_help_text(family))
+        else:
+            text = _train_help_text(family)
+        sys.stdout.write(text)
         return 0
     family = recipe_family_of(recipe, overrides)
     parsed = parse_recipe(recipe, overrides)

@@ -9,6 +9,7 @@ from typing import Any, Optional, Union
 import torch
 from transformers import TrainingArguments
 
+from . import compat
 from .layers import parse_layer_map
 from .losses import KD_LOSSES
 from .schedules import SCHEDULABLE, LossSchedule
@@ -33,7 +34,34 @@ def unpin_memory_without_accelerator(args: TrainingArguments) -> None:
 
 
 @dataclass
-class DistillationConfig(TrainingArguments):
+class DistillationConfigBase(TrainingArguments):
+    r"""`TrainingArguments` as every hf-distill config takes them, on every supported transformers version.
+
+    Parameters:
+        warmup_ratio (`float`, defaults to 0.0):
+            Share of the training steps spent warming the learning rate up, in [0, 1). transformers 5
+            removed this field; here it exists on every version (see `hf_distill.compat.normalize_warmup`).
+        warmup_steps (`int` or `float`, defaults to 0):
+            Warmup steps; a float in (0, 1) is a ratio, as in transformers 5. Give this or `warmup_ratio`.
+    """
+
+    if not compat.trainer_has_warmup_ratio():
+        warmup_ratio: float = field(
+            default=0.0, metadata={"help": "Share of the training steps spent warming the learning rate up, in [0, 1)."}
+        )
+    warmup_steps: float = field(
+        default=0,
+        metadata={"help": "Warmup steps (a whole number), or a ratio of the training steps when below 1."},
+    )
+
+    def __post_init__(self):
+        compat.normalize_warmup(self)
+        super().__post_init__()
+        unpin_memory_without_accelerator(self)
+
+
+@dataclass
+class DistillationConfig(DistillationConfigBase):
     r"""Configuration of [`DistillationTrainer`]: every `TrainingArguments` field, plus the loss.
 
     The total loss is
@@ -174,7 +202,6 @@ class DistillationConfig(TrainingArguments):
         if isinstance(self.schedule, str):
             self.schedule = json.loads(self.schedule)
         super().__post_init__()
-        unpin_memory_without_accelerator(self)
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
         if self.kd_loss not in KD_LOSSES:

@@ -17,12 +17,10 @@ import argparse
 import json
 import os
 import time
+from typing import TYPE_CHECKING
 
-import torch
-
-from .arguments import DataArguments, ModelArguments
-from .config import DistillationConfig
-from .reporting import format_table, retention
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import DistillationConfig
 
 STUDENT_LAYERS = "0,2,4"
 
@@ -44,7 +42,11 @@ def demo_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(output_dir: str, options: dict, **loss) -> DistillationConfig:
+def _config(output_dir: str, options: dict, **loss) -> "DistillationConfig":
+    import torch
+
+    from .config import DistillationConfig
+
     return DistillationConfig(
         output_dir=output_dir,
         num_train_epochs=options["epochs"],
@@ -74,6 +76,7 @@ def run_demo(
     seed: int = 42,
 ) -> dict:
     """Runs the demo and returns a summary (also written to `<output_dir>/summary.json`)."""
+    from .arguments import DataArguments, ModelArguments
     from .assets import minilm_l6_v2_path
     from .run import run_recipe
 
@@ -112,6 +115,8 @@ def run_demo(
 
 def format_demo_table(summary: dict) -> str:
     """Teacher, distilled student and no-teacher baseline side by side."""
+    from .reporting import format_table, retention
+
     teacher_score = summary["teacher"]["score"]
     rows = [("teacher (fine-tuned)", summary["teacher"], None)]
     for key, label in (("distilled", "student, distilled"), ("baseline", "student, no teacher")):

@@ -21,19 +21,10 @@ import json
 import os
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import yaml
-from transformers import HfArgumentParser
 
-from .arguments import DataArguments, ModelArguments
-from .config import DistillationConfig
-from .general_arguments import GeneralModelArguments, TextDataArguments
-from .online.config import MutualLearningConfig, PeerArguments, SelfDistillationConfig
-from .retrieval.arguments import RetrievalDataArguments, RetrievalModelArguments
-from .retrieval.config import RetrievalDistillationConfig
-
-RECIPE_DATACLASSES = (ModelArguments, DataArguments, DistillationConfig)
 FAMILY_KEY = "recipe_family"
 DEFAULT_FAMILY = "task"
 
@@ -42,57 +33,80 @@ class RecipeError(ValueError):
     """A recipe file or a command-line override that cannot be used."""
 
 
+def _resolve(spec: Union[str, type]) -> type:
+    """A class from its `"module:Name"` path (or the class itself)."""
+    if isinstance(spec, str):
+        module_name, name = spec.split(":")
+        return getattr(importlib.import_module(module_name), name)
+    return spec
+
+
 @dataclass(frozen=True)
 class RecipeFamily:
     """A kind of recipe: the argument dataclasses its YAML keys belong to and the function that runs it.
 
     Attributes:
         name (`str`): The value of the recipe's `recipe_family` key.
-        dataclasses (`tuple[type, ...]`): Parsed together by `HfArgumentParser`; their field names are
-            the recipe's keys.
-        runner (`str`): `"module:function"` called with the parsed dataclasses, in order. Imported
-            only when the recipe runs, so parsing and `--help` stay light.
+        dataclass_specs (`tuple`): The argument dataclasses, parsed together by `HfArgumentParser`, each a
+            `"module:Name"` path (imported only when a recipe is parsed, so the registry and the command's
+            help stay light) or the class itself. Their field names are the recipe's keys.
+        runner (`str`): `"module:function"` called with the parsed dataclasses, in order.
         description (`str`): One line for `hf-distill train --help`.
     """
 
     name: str
-    dataclasses: tuple[type, ...]
+    dataclass_specs: tuple[Union[str, type], ...]
     runner: str
     description: str
 
-    def load_runner(self) -> Callable[..., Any]:
-        module_name, function_name = self.runner.split(":")
-        return getattr(importlib.import_module(module_name), function_name)
+    @property
+    def dataclasses(self) -> tuple[type, ...]:
+        """The argument dataclasses, imported."""
+        return tuple(_resolve(spec) for spec in self.dataclass_specs)
 
+    @property
+    def importable_by_path(self) -> bool:
+        """Whether every dataclass is given by path (what `hf-distill train --help` may cache by)."""
+        return all(isinstance(spec, str) for spec in self.dataclass_specs)
+
+    def load_runner(self) -> Callable[..., Any]:
+        return _resolve(self.runner)
+
+
+_TASK_ARGUMENTS = ("hf_distill.arguments:ModelArguments", "hf_distill.arguments:DataArguments")
 
 RECIPE_FAMILIES: dict[str, RecipeFamily] = {
     "task": RecipeFamily(
         "task",
-        RECIPE_DATACLASSES,
+        (*_TASK_ARGUMENTS, "hf_distill.config:DistillationConfig"),
         "hf_distill.run:run_recipe",
         "GLUE / IMDB: fine-tune a teacher, distil a student (DistilBERT, TinyBERT), no-teacher baselines.",
     ),
     "general": RecipeFamily(
         "general",
-        (GeneralModelArguments, TextDataArguments, DistillationConfig),
+        ("hf_distill.general_arguments:GeneralModelArguments", "hf_distill.general_arguments:TextDataArguments",
+         "hf_distill.config:DistillationConfig"),
         "hf_distill.general:run_general",
         "Raw text, no labels: DistilBERT's masked-LM pre-training distillation, TinyBERT's general stage.",
     ),
     "retrieval": RecipeFamily(
         "retrieval",
-        (RetrievalModelArguments, RetrievalDataArguments, RetrievalDistillationConfig),
+        ("hf_distill.retrieval.arguments:RetrievalModelArguments",
+         "hf_distill.retrieval.arguments:RetrievalDataArguments",
+         "hf_distill.retrieval.config:RetrievalDistillationConfig"),
         "hf_distill.retrieval.run:run_retrieval",
         "Image-text retrieval (Flickr30k): distil a CLIP-style dual encoder; Recall@1/5/10 both ways.",
     ),
     "mutual": RecipeFamily(
         "mutual",
-        (PeerArguments, DataArguments, MutualLearningConfig),
+        ("hf_distill.online.config:PeerArguments", "hf_distill.arguments:DataArguments",
+         "hf_distill.online.config:MutualLearningConfig"),
         "hf_distill.online.run:run_mutual",
         "Deep mutual learning: two or more peers teach each other, no trained teacher.",
     ),
     "self_distillation": RecipeFamily(
         "self_distillation",
-        (ModelArguments, DataArguments, SelfDistillationConfig),
+        (*_TASK_ARGUMENTS, "hf_distill.online.config:SelfDistillationConfig"),
         "hf_distill.online.run:run_self_distillation",
         "Layer-wise self-distillation: exits on intermediate layers taught by the last; early-exit curve.",
     ),
@@ -109,8 +123,10 @@ def get_family(name: Optional[str]) -> RecipeFamily:
     return RECIPE_FAMILIES[name]
 
 
-def recipe_parser(family: Optional[str] = None) -> HfArgumentParser:
-    """The parser of `hf-distill train` for one recipe family (default: every task option)."""
+def recipe_parser(family: Optional[str] = None):
+    """The `HfArgumentParser` of `hf-distill train` for one recipe family (default: every task option)."""
+    from transformers import HfArgumentParser
+
     return HfArgumentParser(get_family(family).dataclasses)
 
 
@@ -248,7 +264,7 @@ def parse_recipe(path: Optional[str], overrides: Sequence[str] = ()) -> tuple[An
     tokens: list[str] = []
     for key, value in values.items():
         tokens.extend(_to_tokens(key, value, family.name))
-    parser = HfArgumentParser(family.dataclasses)
+    parser = recipe_parser(family.name)
     try:
         parsed = parser.parse_args_into_dataclasses(args=[*tokens, *overrides], look_for_args_file=False)
     except SystemExit as exit_error:  # argparse already printed what is wrong

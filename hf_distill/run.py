@@ -27,6 +27,7 @@ from transformers import (
 
 from .arguments import DataArguments, ModelArguments
 from .cards import write_model_card
+from .compat import warmup_of
 from .config import DistillationConfig
 from .hub import push_to_hub
 from .provenance import run_provenance
@@ -277,8 +278,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
             **training_schedule(config),
             "schedule": config.schedule,
             "lr_scheduler_type": getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type),
-            "warmup_ratio": config.warmup_ratio,
-            "warmup_steps": config.warmup_steps,
+            **warmup_of(config),
             "weight_decay": config.weight_decay,
         },
         "data": {

@@ -6,6 +6,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
+# Help texts cached by the command line go to a folder of this test session, not the user's cache.
+if "HF_DISTILL_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["HF_DISTILL_CACHE"] = tempfile.mkdtemp(prefix="hf-distill-test-cache-")
 
 import pytest
 import torch
@@ -48,6 +53,16 @@ def tiny_bert_config(**overrides) -> BertConfig:
 def tiny_teacher(seed: int = 0, **overrides) -> BertForSequenceClassification:
     torch.manual_seed(seed)
     return BertForSequenceClassification(tiny_bert_config(**overrides)).eval()
+
+
+def save_pickle_only(model, folder) -> None:
+    """Saves `model` with its weights as a pickle (`pytorch_model.bin`) and no safetensors file.
+
+    transformers 5 writes safetensors whatever `safe_serialization` says, so the pickle file is written here.
+    """
+    model.save_pretrained(folder)
+    os.remove(os.path.join(folder, "model.safetensors"))
+    torch.save(model.state_dict(), os.path.join(folder, "pytorch_model.bin"))
 
 
 def random_classification_dataset(n: int = 32, length: int = 10, seed: int = 0, variable_length: bool = False,

@@ -20,7 +20,7 @@ WORDS = [f"w{i}" for i in range(93)] + ["."]
 def tokenizer(tmp_path_factory):
     vocab = tmp_path_factory.mktemp("vocab") / "vocab.txt"
     vocab.write_text("\n".join(SPECIALS + WORDS) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab))
+    return BertTokenizerFast(str(vocab))
 
 
 @pytest.fixture(scope="module")

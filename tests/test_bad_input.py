@@ -13,7 +13,7 @@ import torch
 from transformers.integrations import deepspeed as hf_deepspeed
 
 from hf_distill import DistillationConfig, DistillationTrainer, create_student
-from tests.conftest import offline_config, pad_collator, random_classification_dataset, tiny_teacher
+from tests.conftest import offline_config, pad_collator, random_classification_dataset, save_pickle_only, tiny_teacher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,7 +50,7 @@ def test_task_loss_without_labels_is_refused_but_pure_distillation_trains(tmp_pa
 
 def test_pickle_teacher_loads_when_the_user_opts_in(tmp_path):
     teacher = tiny_teacher()
-    teacher.save_pretrained(tmp_path / "teacher", safe_serialization=False)
+    save_pickle_only(teacher, tmp_path / "teacher")
     assert not (tmp_path / "teacher" / "model.safetensors").exists()
     trainer = DistillationTrainer(model=create_student(teacher, layers=[0, 1]), teacher_model=str(tmp_path / "teacher"),
                                   args=args(tmp_path / "out", teacher_model_init_kwargs={"use_safetensors": False}))

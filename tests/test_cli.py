@@ -69,6 +69,28 @@ def test_help_lists_every_option_with_its_help(capsys):
     assert "pre-softmax attention-score" in out
 
 
+def test_help_imports_no_training_stack_once_built(tmp_path):
+    """`hf-distill --help` and the subcommands' help never import torch; `train --help` only the first time."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, contextlib, io\nfrom hf_distill.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+             "    try:\n        main(sys.argv[1:])\n    except SystemExit:\n        pass\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'onnxruntime') if m in sys.modules))")
+    env = {**os.environ, "HF_DISTILL_CACHE": str(tmp_path / "cache")}
+
+    def heavy_modules(*argv):
+        done = subprocess.run([sys.executable, "-c", probe, *argv], env=env, capture_output=True, text=True, check=True)
+        return done.stdout.strip().splitlines()[-1]
+
+    for argv in (["--help"], ["demo", "--help"], ["card", "--help"], ["push", "--help"], ["augment", "--help"],
+                 ["export", "--help"], ["benchmark", "--help"]):
+        assert heavy_modules(*argv) == "[]", argv
+    assert "torch" in heavy_modules("train", "--help")  # built once, with the training stack
+    assert heavy_modules("train", "--help") == "[]"  # then read from the cache
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
 def test_unknown_key_exits_with_code_2_and_a_message(tmp_path, capsys):
     recipe = write(tmp_path / "r.yaml", "tempreature: 2\n")
     assert main(["train", recipe]) == 2
@@ -79,7 +101,7 @@ def tiny_tokenizer(path):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(30)] + ["good", "bad"]
     (path / "vocab.txt").parent.mkdir(parents=True, exist_ok=True)
     (path / "vocab.txt").write_text("\n".join(vocab))
-    return BertTokenizerFast(vocab_file=str(path / "vocab.txt"))
+    return BertTokenizerFast(str(path / "vocab.txt"))
 
 
 def test_teacher_then_distilled_student_end_to_end_on_glue_layout(tmp_path):

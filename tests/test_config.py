@@ -63,3 +63,33 @@ def test_pinned_memory_is_off_without_an_accelerator(tmp_path, config_class):
     config = classes[config_class](output_dir=str(tmp_path), report_to="none")
     has_accelerator = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
     assert config.dataloader_pin_memory is has_accelerator
+
+
+@pytest.mark.parametrize("config_class", ["DistillationConfig", "MutualLearningConfig", "SelfDistillationConfig",
+                                          "RetrievalDistillationConfig"])
+@pytest.mark.parametrize("warmup, steps_of_200, ratio", [({"warmup_ratio": 0.1}, 20, 0.1), ({"warmup_steps": 0.1}, 20, 0.1),
+                                                         ({"warmup_steps": 7}, 7, 0.0), ({}, 0, 0.0)])
+def test_warmup_means_the_same_on_every_transformers_version(config_class, warmup, steps_of_200, ratio):
+    """transformers 5 removed `warmup_ratio` (its `warmup_steps` below 1 is a ratio); recipes give either, anywhere."""
+    from hf_distill.online import MutualLearningConfig, SelfDistillationConfig
+    from hf_distill.retrieval import RetrievalDistillationConfig
+
+    classes = {"DistillationConfig": DistillationConfig, "MutualLearningConfig": MutualLearningConfig,
+               "SelfDistillationConfig": SelfDistillationConfig,
+               "RetrievalDistillationConfig": RetrievalDistillationConfig}
+    args = classes[config_class](output_dir="x", **warmup)
+    assert args.get_warmup_steps(200) == steps_of_200
+    assert args.warmup_ratio == ratio
+    # The same through the recipe parser, as a YAML key or a flag.
+    flags = [token for key, value in warmup.items() for token in (f"--{key}", str(value))]
+    (parsed,) = HfArgumentParser(classes[config_class]).parse_args_into_dataclasses(["--output_dir", "x", *flags])
+    assert parsed.get_warmup_steps(200) == steps_of_200
+
+
+@pytest.mark.parametrize("warmup, message", [({"warmup_ratio": 0.1, "warmup_steps": 5}, "give one of them"),
+                                             ({"warmup_ratio": 1.5}, r"warmup_ratio must be in \[0, 1\)"),
+                                             ({"warmup_steps": 2.5}, "whole number"),
+                                             ({"warmup_steps": -1}, ">= 0")])
+def test_warmup_given_twice_or_out_of_range_is_refused(warmup, message):
+    with pytest.raises(ValueError, match=message):
+        DistillationConfig(output_dir="x", **warmup)

@@ -1,15 +1,19 @@
 """`hf-distill export` / `benchmark`: ONNX export, INT8 quantization, parity, accuracy, latency, errors.
 
-Tiny models built in code, offline; each export runs in a few seconds.
+Tiny models built in code, offline; each export runs in a few seconds. The export tests run once per exporter
+available here: `torch` always, `optimum` where optimum-onnx imports (transformers < 4.58).
 """
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from transformers import (
+    AutoConfig,
     BertConfig,
     BertForMaskedLM,
     BertForSequenceClassification,
@@ -20,11 +24,22 @@ from transformers import (
 )
 
 from hf_distill.cli import main
-from hf_distill.export import ExportError, ParityError, benchmark_export, detect_preset, export_model, format_table
+from hf_distill.export import (
+    ExportError,
+    ParityError,
+    benchmark_export,
+    detect_preset,
+    export_model,
+    format_table,
+    optimum_onnx_available,
+)
 
-SCHEMA_KEYS = {"format_version", "source_model", "task", "opset", "optimization_level", "files", "quantization",
-               "parity", "accuracy", "size_mb", "latency_ms", "pytorch_attention", "speedup_int8_vs_pytorch_batch_32",
-               "machine"}
+OPTIMUM = optimum_onnx_available()
+EXPORTERS = ["torch", "optimum"] if OPTIMUM else ["torch"]
+REPORTED_EXPORTER = {"torch": "torch.onnx", "optimum": "optimum"}
+SCHEMA_KEYS = {"format_version", "source_model", "task", "opset", "exporter", "optimization_level", "files",
+               "quantization", "parity", "accuracy", "size_mb", "latency_ms", "pytorch_attention",
+               "speedup_int8_vs_pytorch_batch_32", "machine"}
 WORDS = ["the", "a", "film", "movie", "is", "was", "good", "bad", "great", "awful", "fun", "dull", "plot", "not",
          "very", "it", "and", "but", "acting", "story", "ok", "best", "worst", "ending", "long", "i", "liked"]
 POSITIVE = ["the film is good", "a great story", "it was fun and very good", "i liked the acting", "the best movie"]
@@ -35,7 +50,7 @@ def _tokenizer(folder):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     path = folder / "vocab.txt"
     path.write_text("\n".join(vocab) + "\n")
-    return BertTokenizerFast(vocab_file=str(path))
+    return BertTokenizerFast(str(path))  # positional: transformers 5 ignores the vocab_file keyword
 
 
 def _config(**overrides):
@@ -43,6 +58,23 @@ def _config(**overrides):
                   max_position_embeddings=128, attn_implementation="eager")
     values.update(overrides)
     return BertConfig(**values)
+
+
+def _features(output):
+    """`get_text_features` / `get_image_features`: a tensor in transformers 4.57, an output object in 5.x."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def _session(path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _op_types(path):
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
 
 
 def _save(model, folder, tokenizer=True):
@@ -59,11 +91,12 @@ def classifier_dir(tmp_path_factory):
     return _save(BertForSequenceClassification(config).eval(), tmp_path_factory.mktemp("clf") / "model")
 
 
-@pytest.fixture(scope="module")
-def dynamic_export(classifier_dir, tmp_path_factory):
-    output = tmp_path_factory.mktemp("export") / "onnx"
-    report = export_model(classifier_dir, output, quantize="dynamic", preset="avx2", latency_runs=1, verbose=False)
-    return output, report
+@pytest.fixture(scope="module", params=EXPORTERS)
+def dynamic_export(request, classifier_dir, tmp_path_factory):
+    output = tmp_path_factory.mktemp(f"export-{request.param}") / "onnx"
+    report = export_model(classifier_dir, output, quantize="dynamic", preset="avx2", exporter=request.param,
+                          latency_runs=1, verbose=False)
+    return output, report, request.param
 
 
 def _sst2_dir(root, n_train=24, n_dev=10):
@@ -78,13 +111,17 @@ def _sst2_dir(root, n_train=24, n_dev=10):
 
 
 def test_dynamic_export_writes_a_loadable_folder_and_a_full_report(classifier_dir, dynamic_export):
-    from optimum.onnxruntime import ORTModelForSequenceClassification
     from transformers import AutoTokenizer
 
-    output, report = dynamic_export
+    output, report, exporter = dynamic_export
     assert set(report) == SCHEMA_KEYS
     assert json.loads((output / "export_report.json").read_text()) == report
+    assert report["exporter"] == REPORTED_EXPORTER[exporter]
     assert report["task"] == "text-classification" and report["optimization_level"] == "O2"
+    # O2 fused the transformer blocks (attention, residual + layer norm) without approximating GELU.
+    op_types = _op_types(output / "model.onnx")
+    assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= op_types
+    assert not {"FastGelu", "EmbedLayerNormalization"} & op_types  # the embedding stays quantizable
     assert report["files"] == {"onnx_fp32": "model.onnx", "onnx_int8": "model_quantized.onnx"}
     assert report["quantization"] == {"mode": "dynamic", "preset": "avx2", "per_channel": True,
                                       "calibration_examples": None}
@@ -101,32 +138,47 @@ def test_dynamic_export_writes_a_loadable_folder_and_a_full_report(classifier_di
     assert report["pytorch_attention"] == "sdpa"
     assert report["accuracy"] is None  # no evaluation set given
 
-    # The folder loads with optimum, tokenizer and config included, and matches PyTorch.
+    # The folder holds tokenizer and config, loads with ONNX Runtime, and matches PyTorch on a padded batch.
     tokenizer = AutoTokenizer.from_pretrained(output)
     inputs = tokenizer(POSITIVE + NEGATIVE, padding=True, return_tensors="pt")
+    assert not bool(inputs["attention_mask"].all())  # the batch has padding
     reference = BertForSequenceClassification.from_pretrained(classifier_dir).eval()
     with torch.no_grad():
         expected = reference(**inputs).logits
-    fp32 = ORTModelForSequenceClassification.from_pretrained(output)
-    assert fp32.config.id2label == {0: "negative", 1: "positive"}
-    torch.testing.assert_close(fp32(**inputs).logits, expected, atol=1e-4, rtol=0)
-    int8 = ORTModelForSequenceClassification.from_pretrained(output, file_name="model_quantized.onnx")
-    int8_logits = int8(**inputs).logits
+    assert AutoConfig.from_pretrained(output).id2label == {0: "negative", 1: "positive"}
+    feeds = {name: value.numpy() for name, value in inputs.items()}
+    np.testing.assert_allclose(_session(output / "model.onnx").run(["logits"], feeds)[0], expected.numpy(),
+                               atol=1e-4, rtol=0)
+    int8_logits = torch.from_numpy(_session(output / "model_quantized.onnx").run(["logits"], feeds)[0])
     assert int8_logits.shape == expected.shape
     assert torch.max(torch.abs(int8_logits - expected)) < 0.1  # int8 is close but not identical
-    assert (output / "ort_config.json").is_file()
+    ort_config = json.loads((output / "ort_config.json").read_text())
+    assert ort_config["opset"] == 17 and ort_config["optimization"]["optimization_level"] == 2
+    assert ort_config["quantization"]["weights_dtype"] == "QInt8" and ort_config["quantization"]["reduce_range"]
+
+    if OPTIMUM:  # optimum's ORTModel classes load the folder, whichever exporter wrote it
+        from optimum.onnxruntime import ORTModelForSequenceClassification
+
+        fp32 = ORTModelForSequenceClassification.from_pretrained(output)
+        assert fp32.config.id2label == {0: "negative", 1: "positive"}
+        torch.testing.assert_close(fp32(**inputs).logits, expected, atol=1e-4, rtol=0)
+        int8 = ORTModelForSequenceClassification.from_pretrained(output, file_name="model_quantized.onnx")
+        torch.testing.assert_close(int8(**inputs).logits, int8_logits, atol=1e-6, rtol=0)
 
 
 def test_parity_holds_for_other_batch_and_sequence_sizes(classifier_dir, dynamic_export):
-    import onnxruntime as ort
-
-    output, _ = dynamic_export
-    session = ort.InferenceSession(str(output / "model.onnx"), providers=["CPUExecutionProvider"])
+    output, _, _ = dynamic_export
+    session = _session(output / "model.onnx")
+    # Batch and sequence are symbolic dimensions of the graph, named as optimum names them.
+    assert {i.name: i.shape for i in session.get_inputs()} == {
+        name: ["batch_size", "sequence_length"] for name in ("input_ids", "attention_mask", "token_type_ids")}
+    assert [(o.name, o.shape) for o in session.get_outputs()] == [("logits", ["batch_size", 2])]
     reference = BertForSequenceClassification.from_pretrained(classifier_dir).eval()
     for batch, length in ((1, 3), (5, 17), (3, 128)):
         ids = torch.randint(5, 40, (batch, length))
         mask = torch.ones_like(ids)
         mask[0, length // 2:] = 0
+        mask[-1, length - 1:] = 0  # another padding length in the same batch
         feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": np.zeros_like(ids.numpy())}
         with torch.no_grad():
             expected = reference(input_ids=ids, attention_mask=mask).logits.numpy()
@@ -134,7 +186,7 @@ def test_parity_holds_for_other_batch_and_sequence_sizes(classifier_dir, dynamic
 
 
 def test_benchmark_measures_an_existing_export_again(dynamic_export, capsys):
-    output, report = dynamic_export
+    output, report, exporter = dynamic_export
     again = benchmark_export(output, latency_runs=1)
     assert set(again["latency_ms"]) == set(report["latency_ms"])
     assert json.loads((output / "export_report.json").read_text())["latency_ms"] == again["latency_ms"]
@@ -143,18 +195,19 @@ def test_benchmark_measures_an_existing_export_again(dynamic_export, capsys):
     assert main(["benchmark", str(output), "--print_only"]) == 0
     table = capsys.readouterr().out
     assert "latency ms, b32 x 128" in table and "onnx_int8" in table and "passed" in table
+    assert f"exporter {REPORTED_EXPORTER[exporter]}," in table
 
 
-def test_static_quantization_calibrates_on_the_task_and_reports_accuracy(classifier_dir, tmp_path, monkeypatch):
-    from optimum.onnxruntime import ORTModelForSequenceClassification
-
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_static_quantization_calibrates_on_the_task_and_reports_accuracy(classifier_dir, tmp_path, monkeypatch,
+                                                                         exporter):
     data_dir = _sst2_dir(tmp_path / "glue", n_train=24, n_dev=10)
     output = tmp_path / "static"
     working_dir = tmp_path / "cwd"
     working_dir.mkdir()
     monkeypatch.chdir(working_dir)  # ONNX Runtime's tools can leave debug files in the working directory
     report = export_model(classifier_dir, output, quantize="static", task_name="sst2", data_dir=str(data_dir),
-                          calibration_samples=16, latency=False, verbose=False)
+                          calibration_samples=16, exporter=exporter, latency=False, verbose=False)
     assert report["quantization"]["mode"] == "static" and report["quantization"]["calibration_examples"] == 16
     assert report["latency_ms"] is None and report["speedup_int8_vs_pytorch_batch_32"] is None
     accuracy = report["accuracy"]
@@ -162,54 +215,72 @@ def test_static_quantization_calibrates_on_the_task_and_reports_accuracy(classif
     for variant in ("pytorch_fp32", "onnx_fp32", "onnx_int8"):
         assert 0.0 <= accuracy[variant] <= 1.0
     assert accuracy["onnx_fp32"] == accuracy["pytorch_fp32"]
-    import onnx
-
-    op_types = {node.op_type for node in onnx.load(str(output / "model_quantized.onnx")).graph.node}
+    op_types = _op_types(output / "model_quantized.onnx")
     assert "QuantizeLinear" in op_types and "DequantizeLinear" in op_types
     assert os.listdir(working_dir) == []  # scratch files stay in a temporary folder
-    model = ORTModelForSequenceClassification.from_pretrained(output, file_name="model_quantized.onnx")
+    quantization = json.loads((output / "ort_config.json").read_text())["quantization"]
+    assert quantization["format"] == "QDQ" and quantization["operators_to_quantize"] == ["MatMul"]
     ids = torch.randint(5, 40, (2, 9))
-    assert model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids)).logits.shape == (2, 2)
+    feeds = {"input_ids": ids.numpy(), "attention_mask": np.ones_like(ids.numpy()),
+             "token_type_ids": np.zeros_like(ids.numpy())}
+    assert _session(output / "model_quantized.onnx").run(["logits"], feeds)[0].shape == (2, 2)
+    if OPTIMUM:
+        from optimum.onnxruntime import ORTModelForSequenceClassification
+
+        model = ORTModelForSequenceClassification.from_pretrained(output, file_name="model_quantized.onnx")
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids)).logits
+        assert logits.shape == (2, 2)
 
 
-def test_static_quantization_calibrates_on_a_given_file_from_the_command_line(classifier_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_static_quantization_calibrates_on_a_given_file_from_the_command_line(classifier_dir, tmp_path, monkeypatch,
+                                                                              exporter):
     calibration = tmp_path / "calibration.csv"
     rows = [f'"{(POSITIVE if i % 2 else NEGATIVE)[i % 5]}",{i % 2}' for i in range(12)]
     calibration.write_text("sentence,label\n" + "\n".join(rows) + "\n")
     monkeypatch.chdir(tmp_path)
     output = tmp_path / "static-from-file"
     assert main(["export", str(classifier_dir), "--output", str(output), "--quantize", "static", "--task_name", "sst2",
-                 "--calibration-data", str(calibration), "--calibration_samples", "8", "--no_latency"]) == 0
+                 "--calibration-data", str(calibration), "--calibration_samples", "8", "--no_latency",
+                 "--exporter", exporter]) == 0
     report = json.loads((output / "export_report.json").read_text())
+    assert report["exporter"] == REPORTED_EXPORTER[exporter]
     assert report["quantization"]["mode"] == "static"
     assert report["quantization"]["calibration_examples"] == 8  # 8 of the file's 12 rows
     assert report["parity"]["passed"]
 
 
-def test_regression_masked_lm_and_encoder_exports_pass_parity(tmp_path):
-    from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTModelForMaskedLM
-
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_regression_masked_lm_and_encoder_exports_pass_parity(tmp_path, exporter):
     torch.manual_seed(0)
-    cases = {
-        "regression": (BertForSequenceClassification(_config(num_labels=1)), "text-classification", None),
-        "mlm": (BertForMaskedLM(_config()), "fill-mask", ORTModelForMaskedLM),
-        "encoder": (BertModel(_config()), "feature-extraction", ORTModelForFeatureExtraction),
+    cases = {  # name: (model, task, output names and shapes at batch 2 x 7, optimum's ORTModel class)
+        "regression": (BertForSequenceClassification(_config(num_labels=1)), "text-classification",
+                       {"logits": (2, 1)}, None),
+        "mlm": (BertForMaskedLM(_config()), "fill-mask", {"logits": (2, 7, 40)}, "ORTModelForMaskedLM"),
+        "encoder": (BertModel(_config()), "feature-extraction", {"last_hidden_state": (2, 7, 32)},
+                    "ORTModelForFeatureExtraction"),
     }
-    for name, (model, task, ort_class) in cases.items():
+    ids = torch.randint(5, 40, (2, 7))
+    feeds = {"input_ids": ids.numpy(), "attention_mask": np.ones_like(ids.numpy()),
+             "token_type_ids": np.zeros_like(ids.numpy())}
+    for name, (model, task, outputs, ort_class) in cases.items():
         folder = _save(model.eval(), tmp_path / name)
-        report = export_model(folder, tmp_path / f"{name}-onnx", quantize="dynamic", latency=False, verbose=False)
+        output = tmp_path / f"{name}-onnx"
+        report = export_model(folder, output, quantize="dynamic", exporter=exporter, latency=False, verbose=False)
         assert report["task"] == task, name
         assert report["parity"]["passed"] and report["parity"]["max_abs_diff"] <= 1e-4, name
-        if ort_class is not None:
-            loaded = ort_class.from_pretrained(tmp_path / f"{name}-onnx", file_name="model_quantized.onnx")
-            ids = torch.randint(5, 40, (2, 7))
+        session = _session(output / "model_quantized.onnx")
+        assert {o.name: r.shape for o, r in zip(session.get_outputs(), session.run(None, feeds))} == outputs, name
+        if OPTIMUM and ort_class is not None:
+            import optimum.onnxruntime
+
+            loaded = getattr(optimum.onnxruntime, ort_class).from_pretrained(output, file_name="model_quantized.onnx")
             assert loaded(input_ids=ids, attention_mask=torch.ones_like(ids),
                           token_type_ids=torch.zeros_like(ids))[0].shape[:2] == (2, 7)
 
 
-def test_clip_text_and_vision_towers_export_with_parity(tmp_path):
-    import onnxruntime as ort
-
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_clip_text_and_vision_towers_export_with_parity(tmp_path, exporter):
     torch.manual_seed(0)
     config = CLIPConfig(
         text_config=dict(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -221,36 +292,43 @@ def test_clip_text_and_vision_towers_export_with_parity(tmp_path):
     clip = CLIPModel(config).eval()
     folder = _save(clip, tmp_path / "clip")
     with pytest.raises(ExportError, match="tower"):
-        export_model(folder, tmp_path / "none", latency=False, verbose=False)
+        export_model(folder, tmp_path / "none", exporter=exporter, latency=False, verbose=False)
 
-    text = export_model(folder, tmp_path / "text", tower="text", quantize="dynamic", latency=False, verbose=False)
+    text = export_model(folder, tmp_path / "text", tower="text", quantize="dynamic", exporter=exporter, latency=False,
+                        verbose=False)
     assert text["task"] == "feature-extraction" and text["parity"]["passed"]
-    assert text["optimization_level"] is None  # optimum's ORTOptimizer has no rules for clip_text_model
-    session = ort.InferenceSession(str(tmp_path / "text" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert text["optimization_level"] is None  # neither optimiser has fusion rules for clip_text_model
+    session = _session(tmp_path / "text" / "model.onnx")
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    assert [(o.name, o.shape) for o in session.get_outputs()] == [
+        ("text_embeds", ["batch_size", 16]), ("last_hidden_state", ["batch_size", "sequence_length", 32])]
     ids = torch.randint(5, 40, (3, 11))
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
     embeds = session.run(["text_embeds"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
     with torch.no_grad():
-        expected = clip.get_text_features(input_ids=ids, attention_mask=mask).numpy()
+        expected = _features(clip.get_text_features(input_ids=ids, attention_mask=mask)).numpy()
     np.testing.assert_allclose(embeds, expected, atol=1e-4, rtol=0)
 
-    vision = export_model(folder, tmp_path / "vision", tower="vision", quantize="dynamic", latency_runs=1,
-                          verbose=False)
+    vision = export_model(folder, tmp_path / "vision", tower="vision", quantize="dynamic", exporter=exporter,
+                          latency_runs=1, verbose=False)
     assert vision["parity"]["passed"]
     assert set(vision["latency_ms"]) == {"batch_1_image_32", "batch_32_image_32"}
-    session = ort.InferenceSession(str(tmp_path / "vision" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = _session(tmp_path / "vision" / "model.onnx")
+    assert [(o.name, o.shape[0]) for o in session.get_outputs()] == [
+        ("image_embeds", "batch_size"), ("last_hidden_state", "batch_size")]
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        expected = clip.get_image_features(pixel_values=pixels).numpy()
+        expected = _features(clip.get_image_features(pixel_values=pixels)).numpy()
     np.testing.assert_allclose(session.run(["image_embeds"], {"pixel_values": pixels.numpy()})[0], expected,
                                atol=1e-4, rtol=0)
 
 
-def test_a_parity_failure_stops_the_export_loudly(classifier_dir, tmp_path, monkeypatch):
-    import hf_distill.export.exporter as exporter
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_a_parity_failure_stops_the_export_loudly(classifier_dir, tmp_path, monkeypatch, exporter):
+    import hf_distill.export.exporter as exporter_module
 
-    original = exporter.export_to_onnx
+    original = exporter_module.export_to_onnx
 
     def export_then_drift(model, *args, **kwargs):  # the PyTorch model changes after export: outputs differ
         path = original(model, *args, **kwargs)
@@ -258,9 +336,10 @@ def test_a_parity_failure_stops_the_export_loudly(classifier_dir, tmp_path, monk
             model.classifier.bias += 0.01
         return path
 
-    monkeypatch.setattr(exporter, "export_to_onnx", export_then_drift)
+    monkeypatch.setattr(exporter_module, "export_to_onnx", export_then_drift)
     with pytest.raises(ParityError, match="does not match PyTorch"):
-        export_model(classifier_dir, tmp_path / "drift", quantize="dynamic", latency=False, verbose=False)
+        export_model(classifier_dir, tmp_path / "drift", quantize="dynamic", exporter=exporter, latency=False,
+                     verbose=False)
     report = json.loads((tmp_path / "drift" / "export_report.json").read_text())
     assert report["parity"]["passed"] is False
     assert report["parity"]["max_abs_diff"] == pytest.approx(0.01, abs=1e-4)
@@ -323,11 +402,12 @@ def test_preset_follows_the_instruction_set():
     assert detect_preset("x86_64", flags=["avx", "avx2", "fma"]) == "avx2"
 
 
-def test_per_tensor_and_per_channel_are_recorded(classifier_dir, tmp_path):
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_per_tensor_and_per_channel_are_recorded(classifier_dir, tmp_path, exporter):
     import onnx
 
     report = export_model(classifier_dir, tmp_path / "pt", quantize="dynamic", per_channel=False, preset="avx512_vnni",
-                          optimization_level=None, latency=False, verbose=False)
+                          optimization_level=None, exporter=exporter, latency=False, verbose=False)
     assert report["quantization"]["per_channel"] is False and report["optimization_level"] is None
     model = onnx.load(str(tmp_path / "pt" / "model_quantized.onnx"))
     scales = {init.name: init for init in model.graph.initializer if init.name.endswith("_scale")}
@@ -363,3 +443,115 @@ def test_latency_variants_take_turns_and_the_median_is_kept():
     result = median_latencies_ms(runners, runs=3, warmup=1)
     assert calls == ["pytorch_fp32", "onnx_fp32", "onnx_int8"] * 4  # 1 warm-up round + 3 timed rounds, interleaved
     assert set(result) == set(runners) and all(value >= 0 for value in result.values())
+
+
+def test_exporter_option_picks_optimum_where_it_imports_and_says_how_to_fix_it_where_not(classifier_dir, tmp_path,
+                                                                                        monkeypatch, capsys):
+    import hf_distill.export.backend as backend
+
+    assert backend.resolve_exporter("auto") == ("optimum" if OPTIMUM else "torch")
+    assert backend.resolve_exporter("torch") == "torch"
+    if OPTIMUM:
+        assert backend.resolve_exporter("optimum") == "optimum"
+    else:  # transformers 5.x: optimum-onnx cannot be installed
+        with pytest.raises(ExportError, match="needs optimum-onnx"):
+            backend.resolve_exporter("optimum")
+    with pytest.raises(ExportError, match="choose one of auto, optimum, torch"):
+        backend.resolve_exporter("onnx")
+
+    # Where optimum-onnx does not import (transformers 5.x), auto falls back to torch and optimum is refused.
+    monkeypatch.setattr(backend, "optimum_onnx_import_error", lambda: "ModuleNotFoundError: No module named 'x'")
+    assert backend.resolve_exporter("auto") == "torch"
+    with pytest.raises(ExportError) as error:
+        export_model(classifier_dir, tmp_path / "out", exporter="optimum", latency=False, verbose=False)
+    message = str(error.value)
+    assert "\n" not in message and "optimum-onnx" in message and "transformers < 4.58" in message
+    assert "--exporter torch" in message
+    assert not (tmp_path / "out").exists()  # refused before any work
+    assert main(["export", str(classifier_dir), "--output", str(tmp_path / "out"), "--exporter", "optimum"]) == 2
+    assert "--exporter torch" in capsys.readouterr().err
+
+
+def test_export_help_imports_neither_torch_nor_transformers():
+    code = ("import sys\nfrom hf_distill.cli import main\n"
+            "try:\n    main(['export', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('loaded:', sorted(m for m in ('torch', 'transformers', 'onnx', 'onnxruntime', 'optimum') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert "--exporter {auto,optimum,torch}" in result.stdout
+    assert "loaded: []" in result.stdout
+
+
+def test_quantization_presets_hold_optimums_values_without_optimum():
+    from hf_distill.export.quantization import PRESETS, STATIC_OPERATORS, quantization_config
+
+    dynamic = quantization_config("dynamic", "avx512_vnni")
+    assert (dynamic.format, dynamic.mode, dynamic.activations_dtype, dynamic.weights_dtype) == (
+        "QOperator", "IntegerOps", "QUInt8", "QInt8")
+    assert dynamic.weights_symmetric and not dynamic.activations_symmetric and not dynamic.reduce_range
+    assert {"MatMul", "Gather", "Attention"} <= set(dynamic.operators_to_quantize)
+    static = quantization_config("static", "arm64", per_channel=False)
+    assert (static.format, static.mode, static.per_channel) == ("QDQ", "QLinearOps", False)
+    assert list(static.operators_to_quantize) == STATIC_OPERATORS == ["MatMul"]
+    avx2 = quantization_config("dynamic", "avx2")  # hf-distill's override: signed 7-bit weights
+    assert avx2.weights_dtype == "QInt8" and avx2.reduce_range
+    with pytest.raises(ValueError, match="preset"):
+        quantization_config("dynamic", "sse4")
+
+    if OPTIMUM:  # the transcription matches optimum's AutoQuantizationConfig, preset by preset
+        from optimum.onnxruntime import AutoQuantizationConfig
+
+        for preset in PRESETS:
+            for is_static in (False, True):
+                for per_channel in (False, True):
+                    ours = quantization_config("static" if is_static else "dynamic", preset, per_channel)
+                    theirs = getattr(AutoQuantizationConfig, preset)(is_static=is_static, per_channel=per_channel)
+                    if preset == "avx2":
+                        theirs.weights_dtype, theirs.reduce_range = type(theirs.weights_dtype).QInt8, True
+                    if is_static:
+                        theirs.operators_to_quantize = ["MatMul"]
+                    for key in ("format", "mode", "activations_dtype", "weights_dtype"):
+                        assert getattr(ours, key) == getattr(theirs, key).name, (preset, key)
+                    for key in ("is_static", "activations_symmetric", "weights_symmetric", "per_channel",
+                                "reduce_range"):
+                        assert getattr(ours, key) == getattr(theirs, key), (preset, key)
+                    assert list(ours.operators_to_quantize) == list(theirs.operators_to_quantize), preset
+
+
+def test_ort_config_of_a_torch_export_says_what_optimum_would(tmp_path):
+    from hf_distill.export.ort_config import save_ort_config
+    from hf_distill.export.quantization import quantization_config
+
+    settings = quantization_config("dynamic", "avx2")
+    ours = json.loads(save_ort_config(tmp_path, "O3", settings, opset=17, exporter="torch").read_text())
+    assert set(ours) == {"opset", "use_external_data_format", "one_external_file", "optimization", "quantization"}
+    assert ours["opset"] == 17 and ours["optimization"]["enable_gelu_approximation"] is True
+    assert ours["quantization"]["weights_dtype"] == "QInt8" and ours["quantization"]["format"] == "QOperator"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert json.loads(save_ort_config(plain, None, None, opset=14, exporter="torch").read_text())["optimization"] == {}
+
+    if OPTIMUM:  # optimum's ORTConfig writes the same keys and values, and reads ours as its own
+        from optimum.onnxruntime import ORTConfig
+
+        theirs_dir = tmp_path / "optimum"
+        theirs_dir.mkdir()
+        theirs = json.loads(save_ort_config(theirs_dir, "O3", settings, opset=17, exporter="optimum").read_text())
+        assert set(theirs) - {"optimum_version"} == set(ours)
+        assert ours["quantization"] == theirs["quantization"]
+        assert {key: theirs["optimization"][key] for key in ours["optimization"]} == ours["optimization"]
+        assert ORTConfig.from_pretrained(tmp_path).to_dict() == ORTConfig.from_pretrained(theirs_dir).to_dict()
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_optimization_levels_mean_the_same_on_both_exporters(classifier_dir, tmp_path, exporter):
+    fused = {"Attention", "SkipLayerNormalization", "BiasGelu"}
+    cases = (("O1", set(), fused | {"FastGelu"}),  # ONNX Runtime's basic optimisations only
+             ("O3", {"Attention", "FastGelu"}, {"BiasGelu", "EmbedLayerNormalization"}))  # GELU approximated
+    for level, present, absent in cases:
+        output = tmp_path / level
+        report = export_model(classifier_dir, output, optimization_level=level, exporter=exporter, latency=False,
+                              verbose=False)
+        assert report["optimization_level"] == level and report["parity"]["passed"], level
+        op_types = _op_types(output / "model.onnx")
+        assert present <= op_types and not absent & op_types, (level, op_types)

@@ -37,7 +37,7 @@ WORDS = [f"w{i}" for i in range(94)]  # vocabulary of 99, as tiny_bert_config
 def tokenizer(tmp_path_factory):
     vocab = tmp_path_factory.mktemp("vocab") / "vocab.txt"
     vocab.write_text("\n".join(SPECIALS + WORDS) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab), model_max_length=64)
+    return BertTokenizerFast(str(vocab), model_max_length=64)
 
 
 def _text_file(path, n=40, seed=0):

@@ -20,7 +20,7 @@ def readme_example() -> str:
 def test_python_example_runs_and_saves_a_loadable_student(tmp_path, monkeypatch):
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    tokenizer = BertTokenizerFast(str(vocab))
     teacher = tiny_teacher(vocab_size=len(tokenizer), num_hidden_layers=6, max_position_embeddings=128)
     teacher.save_pretrained(tmp_path / "runs" / "demo" / "teacher")
     tokenizer.save_pretrained(tmp_path / "runs" / "demo" / "teacher")

@@ -4,9 +4,16 @@ import math
 
 import pytest
 import torch
-from transformers.models.clip.modeling_clip import clip_loss
+import torch.nn.functional as F
 
 from hf_distill.retrieval import losses
+
+
+def clip_loss(similarity):
+    """transformers' CLIP loss (`clip_loss` in 4.57, `image_text_contrastive_loss` in 5.x), transcribed."""
+    caption_loss = F.cross_entropy(similarity, torch.arange(len(similarity)))
+    image_loss = F.cross_entropy(similarity.T, torch.arange(len(similarity.T)))
+    return (caption_loss + image_loss) / 2.0
 
 
 def log1pexp(x):

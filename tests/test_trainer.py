@@ -20,6 +20,7 @@ from tests.conftest import (
     offline_config,
     pad_collator,
     random_classification_dataset,
+    save_pickle_only,
     tiny_bert_config,
     tiny_teacher,
 )
@@ -277,7 +278,7 @@ def test_teacher_loaded_from_a_path_and_bad_path_error(tmp_path):
 
 def test_pickle_only_teacher_is_refused_by_default(tmp_path):
     teacher = tiny_teacher()
-    teacher.save_pretrained(tmp_path / "teacher", safe_serialization=False)
+    save_pickle_only(teacher, tmp_path / "teacher")
     with pytest.raises(OSError, match="use_safetensors"):
         DistillationTrainer(model=create_student(teacher, layers=[0, 1]), teacher_model=str(tmp_path / "teacher"),
                             args=make_args(tmp_path / "out"))

@@ -1,5 +1,7 @@
 """ONNX export, INT8 quantization and their checks (`hf-distill export`, `hf-distill benchmark`).
 
+The graph is written by Optimum where optimum-onnx is installed (transformers < 4.58) and by `torch.onnx` with
+ONNX Runtime's own optimiser everywhere else (`exporter="auto"`; `backend.py`); both write the same folder.
 Optimum, ONNX and ONNX Runtime are imported only when a function here runs, so `import hf_distill` stays fast.
 
     from hf_distill.export import export_model
@@ -7,6 +9,7 @@ Optimum, ONNX and ONNX Runtime are imported only when a function here runs, so `
                           task_name="sst2", data_dir="../shared/data/glue")
 """
 
+from .backend import EXPORTERS, optimum_onnx_available
 from .exporter import benchmark_export, export_model
 from .onnx_export import ONNX_FP32_FILE, ONNX_INT8_FILE, ORT_MODEL_CLASSES, REPORT_FILE, ExportError
 from .quantization import detect_preset
@@ -14,6 +17,7 @@ from .report import format_table
 from .verification import ParityError
 
 __all__ = [
+    "EXPORTERS",
     "ExportError",
     "ONNX_FP32_FILE",
     "ONNX_INT8_FILE",
@@ -24,4 +28,5 @@ __all__ = [
     "detect_preset",
     "export_model",
     "format_table",
+    "optimum_onnx_available",
 ]

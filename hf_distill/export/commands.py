@@ -1,23 +1,33 @@
-"""Argument parsers and handlers of `hf-distill export` and `hf-distill benchmark`."""
+"""Argument parsers and handlers of `hf-distill export` and `hf-distill benchmark`.
+
+The parsers import neither torch nor transformers (nor the ONNX stack), so `hf-distill export --help` is instant.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Sequence
 
+from .backend import EXPORTERS
 from .quantization import PRESETS
 
 
 def export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-distill export",
-        description="Export a saved model to ONNX with Optimum (graph optimisation O2), optionally quantize it to "
-                    "INT8, check parity with PyTorch (max |diff| <= 1e-4 or the export fails), score it on the "
-                    "task's evaluation set, time it, and write export_report.json.",
+        description="Export a saved model to ONNX (with Optimum where optimum-onnx is installed, else with "
+                    "torch.onnx; ONNX Runtime graph optimisation O2), optionally quantize it to INT8, check parity "
+                    "with PyTorch (max |diff| <= 1e-4 or the export fails), score it on the task's evaluation set, "
+                    "time it, and write export_report.json.",
     )
     parser.add_argument("model_dir", help="A folder written by save_pretrained (e.g. hf-distill train's output_dir).")
     parser.add_argument("--output", "--output_dir", dest="output_dir", default=None,
-                        help="Export folder (default MODEL_DIR/onnx); ORTModelFor*.from_pretrained loads it.")
+                        help="Export folder (default MODEL_DIR/onnx); onnxruntime.InferenceSession and optimum's "
+                             "ORTModelFor*.from_pretrained load it.")
+    parser.add_argument("--exporter", choices=EXPORTERS, default="auto",
+                        help="optimum: optimum's exporter and ORTOptimizer (needs optimum-onnx, transformers < 4.58); "
+                             "torch: torch.onnx.export and ONNX Runtime's own optimiser (any transformers); auto "
+                             "(default): optimum where it imports, else torch. Both write the same folder.")
     parser.add_argument("--quantize", choices=("dynamic", "static"), default=None,
                         help="INT8 quantization: dynamic, or static calibrated on the task's training data.")
     parser.add_argument("--preset", choices=("auto", *PRESETS), default="auto",
@@ -25,7 +35,8 @@ def export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--per_tensor", action="store_true",
                         help="Per-tensor weight scales instead of per-channel (smaller, measurably less accurate).")
     parser.add_argument("--optimization_level", default="O2", choices=("O1", "O2", "O3", "none"),
-                        help="ONNX Runtime graph optimisation through optimum's ORTOptimizer (default O2).")
+                        help="ONNX Runtime graph optimisation: O1 basic, O2 (default) transformer fusions without "
+                             "approximation, O3 adds the GELU approximation.")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17).")
     parser.add_argument("--task", default="auto",
                         help="Optimum task (text-classification, fill-mask, feature-extraction, ...); default: "
@@ -74,6 +85,7 @@ def run_export_command(argv: Sequence[str]) -> int:
         quantize=options.quantize,
         task=options.task,
         tower=options.tower,
+        exporter=options.exporter,
         opset=options.opset,
         optimization_level=None if options.optimization_level == "none" else options.optimization_level,
         preset=options.preset,

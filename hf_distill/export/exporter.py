@@ -9,6 +9,7 @@ from typing import Optional
 
 import numpy as np
 
+from .backend import REPORT_NAMES, resolve_exporter
 from .latency import DEFAULT_SHAPES, measure_latencies
 from .onnx_export import (
     DEFAULT_OPSET,
@@ -23,7 +24,8 @@ from .onnx_export import (
     optimize_onnx,
     resolve_model_spec,
 )
-from .quantization import detect_preset, quantization_config, quantize_dynamic_onnx, quantize_static_onnx, save_ort_config
+from .ort_config import save_ort_config
+from .quantization import detect_preset, quantization_config, quantize_dynamic_onnx, quantize_static_onnx
 from .report import format_table, machine_info, new_report, pytorch_size_mb, read_report, size_mb, speedup, write_report
 from .verification import (
     DEFAULT_TOLERANCE,
@@ -82,6 +84,7 @@ def export_model(
     *,
     task: str = "auto",
     tower: Optional[str] = None,
+    exporter: str = "auto",
     opset: int = DEFAULT_OPSET,
     optimization_level: Optional[str] = "O2",
     preset: str = "auto",
@@ -102,8 +105,9 @@ def export_model(
 ) -> dict:
     """Exports a saved model to ONNX (and optionally INT8), verifies it and writes `export_report.json`.
 
-    The folder it writes loads with `optimum.onnxruntime.ORTModelFor<Task>.from_pretrained(output_dir)`
-    (`file_name="model_quantized.onnx"` for the int8 model) and holds the config and tokenizer.
+    The folder it writes loads with `onnxruntime.InferenceSession` and, where optimum-onnx is installed, with
+    `optimum.onnxruntime.ORTModelFor<Task>.from_pretrained(output_dir)` (`file_name="model_quantized.onnx"` for
+    the int8 model); it holds the config and tokenizer. Both exporters write the same folder.
 
     Args:
         model_dir (`str` or `os.PathLike`): A folder written by `save_pretrained` (e.g. `hf-distill train`'s output).
@@ -111,9 +115,12 @@ def export_model(
         quantize (`str`, *optional*): `"dynamic"` or `"static"` INT8 quantization; `None` exports fp32 only.
         task (`str`, defaults to `"auto"`): Optimum task; read from the config's `architectures` by default.
         tower (`str`, *optional*): `"text"` or `"vision"` to export one tower of a CLIP dual encoder.
+        exporter (`str`, defaults to `"auto"`): `"optimum"` (optimum's exporter and `ORTOptimizer`; needs
+            optimum-onnx, transformers < 4.58), `"torch"` (`torch.onnx.export` and ONNX Runtime's own transformer
+            optimiser; any transformers version), or `"auto"`: optimum where it imports, else torch.
         opset (`int`, defaults to 17): ONNX opset.
-        optimization_level (`str`, *optional*, defaults to `"O2"`): ORT graph optimisation through optimum's
-            `ORTOptimizer` (`"O1"`, `"O2"`, `"O3"`), or `None`.
+        optimization_level (`str`, *optional*, defaults to `"O2"`): ONNX Runtime graph optimisation: `"O1"`
+            (basic), `"O2"` (transformer fusions, no approximation), `"O3"` (adds the GELU approximation), or `None`.
         preset (`str`, defaults to `"auto"`): Instruction set of the int8 kernels (`avx512_vnni`, `avx512`,
             `avx2`, `arm64`); `"auto"` reads this machine's.
         per_channel (`bool`, defaults to `True`): Per-channel weight scales (per-tensor loses accuracy).
@@ -134,7 +141,8 @@ def export_model(
         `dict`: The report written to `<output_dir>/export_report.json`.
 
     Raises:
-        ExportError: For a folder that is not a model, corrupt or mismatched weights or tokenizer, or bad options.
+        ExportError: For a folder that is not a model, corrupt or mismatched weights or tokenizer, bad options, or
+            `exporter="optimum"` where optimum-onnx does not import.
         ParityError: When ONNX fp32 outputs differ from PyTorch by more than `tolerance` (the report is still
             written, with `parity.passed = false`).
     """
@@ -152,6 +160,7 @@ def export_model(
         raise ExportError(f"optimization_level={optimization_level!r}: choose O1, O2, O3 or none (O4 is GPU-only).")
     if output_dir.resolve() == model_dir.resolve():
         raise ExportError("output_dir must differ from model_dir (the export writes its own config.json).")
+    exporter = resolve_exporter(exporter)
     spec = resolve_model_spec(model_dir, task=task, tower=tower)
     if preset == "auto":
         preset = detect_preset()
@@ -167,15 +176,15 @@ def export_model(
         task_data = _load_task(task_name, preprocessor, data_dir, train_file, validation_file, max_seq_length,
                                calibration_samples if quantize == "static" else 1, max_eval_samples, seed)
 
-    report = new_report(str(model_dir), spec.task, opset)
+    report = new_report(str(model_dir), spec.task, opset, exporter=REPORT_NAMES[exporter])
     output_dir.mkdir(parents=True, exist_ok=True)
     for stale in (ONNX_FP32_FILE, ONNX_INT8_FILE):
         if (output_dir / stale).exists():
             (output_dir / stale).unlink()
     with tempfile.TemporaryDirectory(prefix="hf-distill-export-") as scratch:
         raw_dir = Path(scratch) / "raw"
-        export_to_onnx(model, spec, preprocessor, raw_dir, opset=opset)
-        report["optimization_level"] = optimize_onnx(raw_dir, output_dir, optimization_level)
+        export_to_onnx(model, spec, preprocessor, raw_dir, opset=opset, exporter=exporter)
+        report["optimization_level"] = optimize_onnx(raw_dir, output_dir, optimization_level, exporter=exporter)
         copy_side_files(raw_dir, output_dir)
         fp32_path = output_dir / ONNX_FP32_FILE
         report["files"]["onnx_fp32"] = ONNX_FP32_FILE
@@ -191,7 +200,8 @@ def export_model(
             raise ParityError(
                 f"The ONNX export in {output_dir} does not match PyTorch: max |diff| {parity['max_abs_diff']:.3e} > "
                 f"tolerance {tolerance:.0e} (per output: {parity['per_output']}). Try optimization_level=None "
-                "(`--optimization_level none`) or another opset; the report is in export_report.json."
+                "(`--optimization_level none`), another opset or the other exporter (`--exporter`); the report is in "
+                "export_report.json."
             )
 
         sessions = {"onnx_fp32": session}
@@ -212,7 +222,7 @@ def export_model(
             report["quantization"] = {"mode": quantize, "preset": preset, "per_channel": per_channel,
                                       "calibration_examples": calibration_examples}
             sessions["onnx_int8"] = create_session(int8_path, threads)
-        save_ort_config(output_dir, report["optimization_level"], quant_config)
+        save_ort_config(output_dir, report["optimization_level"], quant_config, opset=opset, exporter=exporter)
 
     if task_data is not None and spec.task == "text-classification" and task_data.evaluation:
         split, dataset = next(iter(task_data.evaluation.items()))

@@ -1,4 +1,9 @@
-"""ONNX export of a saved model folder with Optimum, and ONNX Runtime graph optimisation.
+"""ONNX export of a saved model folder, and ONNX Runtime graph optimisation, through either backend.
+
+`export_to_onnx` and `optimize_onnx` run the backend that `backend.resolve_exporter` picks: Optimum
+(`optimum_backend.py`) or `torch.onnx` with ONNX Runtime's optimiser (`torch_backend.py`, `graph_optimization.py`).
+Either writes the same folder: `model.onnx` with the input and output names and dynamic axes below, `config.json`
+and the preprocessor's files.
 
 Supported models: sequence classification (and regression), masked LM, token classification,
 question answering, plain encoders (`feature-extraction`), and the two towers of a CLIP dual
@@ -39,6 +44,31 @@ ORT_MODEL_CLASSES = {
     "feature-extraction": "ORTModelForFeatureExtraction",
 }
 """The `optimum.onnxruntime` class that loads an export of each task."""
+
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+"""Inputs of a text model's graph, in this order, as far as the model and its tokenizer use them."""
+
+
+def text_axes() -> dict[int, str]:
+    """The dynamic axes of a `(batch, sequence)` tensor."""
+    return {0: "batch_size", 1: "sequence_length"}
+
+
+TASK_OUTPUTS = {
+    "text-classification": {"logits": {0: "batch_size"}},
+    "fill-mask": {"logits": text_axes()},
+    "token-classification": {"logits": text_axes()},
+    "question-answering": {"start_logits": text_axes(), "end_logits": text_axes()},
+    "feature-extraction": {"last_hidden_state": text_axes()},
+}
+"""Output names and dynamic axes of the graph for each task (Optimum's)."""
+TOWER_OUTPUTS = {
+    "text": {"text_embeds": {0: "batch_size"}, "last_hidden_state": text_axes()},
+    "vision": {"image_embeds": {0: "batch_size"}, "last_hidden_state": {0: "batch_size"}},
+}
+"""Output names and dynamic axes of a CLIP tower's graph: the projected embedding and the last hidden state."""
+PIXEL_AXES = {0: "batch_size", 1: "num_channels", 2: "height", 3: "width"}
+"""Dynamic axes of `pixel_values` (Optimum's; the position embeddings fix the image size in practice)."""
 
 
 class ExportError(ValueError):
@@ -192,94 +222,81 @@ def load_preprocessor(model_dir: str | os.PathLike, spec: ModelSpec, model=None)
     return tokenizer
 
 
-def _custom_onnx_configs(model, spec: ModelSpec) -> Optional[dict]:
-    """ONNX configs for CLIP towers: optimum's, with the attention mask and the projected embedding as outputs."""
-    if spec.tower is None:
-        return None
-    from optimum.exporters.onnx.model_configs import CLIPTextWithProjectionOnnxConfig, CLIPVisionModelOnnxConfig
-
-    class CLIPTextTowerOnnxConfig(CLIPTextWithProjectionOnnxConfig):
-        @property
-        def inputs(self):
-            return {"input_ids": {0: "batch_size", 1: "sequence_length"},
-                    "attention_mask": {0: "batch_size", 1: "sequence_length"}}
-
-        @property
-        def outputs(self):
-            return {"text_embeds": {0: "batch_size"}, "last_hidden_state": {0: "batch_size", 1: "sequence_length"}}
-
-    class CLIPVisionTowerOnnxConfig(CLIPVisionModelOnnxConfig):
-        @property
-        def outputs(self):
-            return {"image_embeds": {0: "batch_size"}, "last_hidden_state": {0: "batch_size"}}
-
-    config_class = CLIPTextTowerOnnxConfig if spec.tower == "text" else CLIPVisionTowerOnnxConfig
-    return {"model": config_class(model.config, task="feature-extraction")}
+def output_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
+    """Output names (in graph order) and their dynamic axes for `spec` (a fresh copy)."""
+    outputs = TOWER_OUTPUTS[spec.tower] if spec.tower is not None else TASK_OUTPUTS[spec.task]
+    return {name: dict(axes) for name, axes in outputs.items()}
 
 
-def export_to_onnx(model, spec: ModelSpec, preprocessor, output_dir: Path, opset: int = DEFAULT_OPSET) -> Path:
-    """Exports `model` with `optimum.exporters.onnx.onnx_export_from_model`, dynamic batch and sequence axes.
+def export_to_onnx(model, spec: ModelSpec, preprocessor, output_dir: Path, opset: int = DEFAULT_OPSET,
+                   exporter: str = "auto") -> Path:
+    """Exports `model` to `output_dir/model.onnx` with dynamic batch and sequence axes.
 
-    Writes `model.onnx`, `config.json` and the preprocessor files into `output_dir`. Optimum's own validation
-    is skipped: `verification.check_parity` runs a stricter one afterwards.
+    Writes `model.onnx`, `config.json` and the preprocessor files into `output_dir`.
+
+    Args:
+        model (`PreTrainedModel`): The PyTorch model, in eval mode (left in eval mode).
+        spec (`ModelSpec`): What is exported.
+        preprocessor (`PreTrainedTokenizerBase` or image processor, *optional*): Saved next to the graph.
+        output_dir (`Path`): The folder to write.
+        opset (`int`, defaults to 17): ONNX opset.
+        exporter (`str`, defaults to `"auto"`): `"optimum"`, `"torch"` or `"auto"` (see `backend.resolve_exporter`).
 
     Returns:
         `Path`: The exported `model.onnx`.
     """
-    from optimum.exporters.onnx import onnx_export_from_model
+    from .backend import resolve_exporter
 
+    exporter = resolve_exporter(exporter)
     output_dir.mkdir(parents=True, exist_ok=True)
-    onnx_export_from_model(
-        model,
-        output_dir,
-        opset=opset,
-        task=spec.task,
-        do_validation=False,
-        custom_onnx_configs=_custom_onnx_configs(model, spec),
-        preprocessors=[preprocessor] if preprocessor is not None else None,
-    )
+    if exporter == "optimum":
+        from .optimum_backend import export_with_optimum
+
+        export_with_optimum(model, spec, preprocessor, output_dir, opset)
+    else:
+        from .torch_backend import export_with_torch
+
+        export_with_torch(model, spec, preprocessor, output_dir, opset)
     model.config.save_pretrained(output_dir)
     if preprocessor is not None:
         preprocessor.save_pretrained(output_dir)
     path = output_dir / ONNX_FP32_FILE
     if not path.is_file():
-        raise ExportError(f"optimum wrote no {ONNX_FP32_FILE} into {output_dir}; files: {sorted(os.listdir(output_dir))}.")
+        raise ExportError(f"The {exporter} exporter wrote no {ONNX_FP32_FILE} into {output_dir}; files: "
+                          f"{sorted(os.listdir(output_dir))}.")
     return path
 
 
-def optimize_onnx(raw_dir: Path, output_dir: Path, level: Optional[str]) -> Optional[str]:
-    """Applies ONNX Runtime's graph optimisation through `optimum.onnxruntime.ORTOptimizer` into `output_dir`.
+def optimize_onnx(raw_dir: Path, output_dir: Path, level: Optional[str], exporter: str = "auto") -> Optional[str]:
+    """Applies ONNX Runtime's graph optimisation at `level` into `output_dir`, through the exporter's backend.
+
+    Optimum's `ORTOptimizer` for `exporter="optimum"`, ONNX Runtime's own transformer optimiser for `"torch"`
+    (`graph_optimization.py`); the levels mean the same on both.
 
     Args:
         raw_dir (`Path`): Folder of the plain export (`model.onnx`, `config.json`).
         output_dir (`Path`): Where the optimised `model.onnx` goes.
-        level (`str`, *optional*): `"O1"`, `"O2"` (fusions, no approximation) or `"O3"` (adds GELU
-            approximation); `None` copies the plain export.
+        level (`str`, *optional*): `"O1"` (ONNX Runtime's basic optimisations), `"O2"` (transformer fusions, no
+            approximation) or `"O3"` (adds the GELU approximation); `None` copies the plain export.
+        exporter (`str`, defaults to `"auto"`): `"optimum"`, `"torch"` or `"auto"`.
 
     Returns:
-        `str` or `None`: The level applied; `None` when none was asked for or the model type has no ORT
-        fusion rules (then the plain export is copied and a warning printed).
+        `str` or `None`: The level applied; `None` when none was asked for or the model type has no fusion rules
+        (then the plain export is copied and a note printed).
     """
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if level is not None:
-        from optimum.onnxruntime import AutoOptimizationConfig, ORTOptimizer
-        from optimum.onnxruntime.utils import ORTConfigManager
+    from .backend import resolve_exporter
 
-        config = AutoOptimizationConfig.with_optimization_level(optimization_level=level)
-        config.disable_shape_inference = True
-        with open(raw_dir / "config.json", encoding="utf-8") as file:
-            model_type = json.load(file)["model_type"]
-        try:
-            ORTConfigManager.check_optimization_supported_model(model_type, config)
-        except NotImplementedError as error:
-            print(f"hf-distill export: graph optimisation {level} is not available for this model ({error}); "
-                  "keeping the plain export (ONNX Runtime still applies its own optimisations when loading).")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    applied = None
+    if level is not None:
+        if resolve_exporter(exporter) == "optimum":
+            from .optimum_backend import optimize_with_optimum as optimize
         else:
-            optimizer = ORTOptimizer.from_pretrained(raw_dir, file_names=[ONNX_FP32_FILE])
-            optimizer.optimize(save_dir=output_dir, optimization_config=config, file_suffix="")
-            return level
-    shutil.copyfile(raw_dir / ONNX_FP32_FILE, output_dir / ONNX_FP32_FILE)
-    return None
+            from .graph_optimization import optimize_with_onnxruntime as optimize
+        applied = optimize(raw_dir, output_dir, level)
+    if applied is None:
+        shutil.copyfile(raw_dir / ONNX_FP32_FILE, output_dir / ONNX_FP32_FILE)
+    return applied
 
 
 def copy_side_files(source_dir: Path, output_dir: Path) -> None:

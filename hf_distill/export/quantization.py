@@ -1,16 +1,17 @@
-"""INT8 quantization of an exported ONNX model with ONNX Runtime, configured by Optimum's presets.
+"""INT8 quantization of an exported ONNX model with ONNX Runtime's own `quantize_dynamic` / `quantize_static`.
 
-The weight/activation types, symmetry and operator lists come from
-`optimum.onnxruntime.AutoQuantizationConfig.<preset>`; the quantization itself calls ONNX Runtime's
-`quantize_dynamic` / `quantize_static` directly, because `ORTQuantizer` cannot pass
-`extra_options={"DefaultTensorType": FLOAT}`, without which quantizing a graph that ORT's optimiser has
-fused (level O2: `Attention`, `SkipLayerNormalization`, ...) fails with "Unable to find data type for
-weight_name". The settings used are saved as `ort_config.json` (optimum's `ORTConfig`).
+The settings of each instruction-set preset are a `QuantizationSettings` of our own, transcribed from Optimum's
+`AutoQuantizationConfig.<preset>` (weight/activation types, symmetry, range, operators, format), so quantization
+never needs Optimum. ONNX Runtime is called directly rather than through `ORTQuantizer`, because `ORTQuantizer`
+cannot pass `extra_options={"DefaultTensorType": FLOAT}`, without which quantizing a graph that ORT's optimiser has
+fused (level O2: `Attention`, `SkipLayerNormalization`, ...) fails with "Unable to find data type for weight_name".
+The settings used are saved in `ort_config.json` (`ort_config.py`).
 """
 
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -56,33 +57,101 @@ def detect_preset(machine: Optional[str] = None, flags: Optional[Iterable[str]] 
     return "avx2"
 
 
-def quantization_config(mode: str, preset: str, per_channel: bool = True):
-    """Optimum's `QuantizationConfig` for `mode` (`"dynamic"` or `"static"`) and an instruction-set preset.
+_PRESET_WEIGHTS = {
+    # preset: (weights_dtype, reduce_range) of optimum's AutoQuantizationConfig.<preset>; every preset has uint8
+    # activations (asymmetric), symmetric weights, and leaves per_channel to the caller.
+    "avx512_vnni": ("QInt8", False),
+    "avx512": ("QInt8", False),
+    "avx2": ("QUInt8", False),
+    "arm64": ("QInt8", False),
+}
 
-    For `avx2` the weights are signed int8 with 7-bit range (`reduce_range=True`), as ONNX Runtime recommends
-    for AVX2 without VNNI (U8S8 kernels, no saturation), instead of optimum's uint8 weights: U8U8 measured
-    16% slower on the SST-2 student here (640 ms vs 552 ms at 32 x 128) for the same predictions.
+
+@dataclass(frozen=True)
+class QuantizationSettings:
+    """What ONNX Runtime's quantizer is told: the fields of Optimum's `QuantizationConfig` that a preset sets.
+
+    Types and formats are the member names of ONNX Runtime's `QuantType`, `QuantFormat` and `QuantizationMode`
+    (strings, so the settings are plain data and write as JSON).
+
+    Attributes:
+        is_static (`bool`): Static (calibrated activation ranges) or dynamic quantization.
+        format (`str`): `"QDQ"` (static) or `"QOperator"` (dynamic).
+        mode (`str`): `"QLinearOps"` (static) or `"IntegerOps"` (dynamic).
+        activations_dtype (`str`, defaults to `"QUInt8"`): Type of the quantized activations.
+        activations_symmetric (`bool`, defaults to `False`): Symmetric activation ranges.
+        weights_dtype (`str`, defaults to `"QInt8"`): Type of the quantized weights.
+        weights_symmetric (`bool`, defaults to `True`): Symmetric weight ranges.
+        per_channel (`bool`, defaults to `True`): One scale per output channel instead of per tensor.
+        reduce_range (`bool`, defaults to `False`): 7-bit weights (no saturation on AVX2/AVX512 without VNNI).
+        operators_to_quantize (`tuple[str, ...]`): The ONNX operator types to quantize.
+    """
+
+    is_static: bool
+    format: str
+    mode: str
+    activations_dtype: str = "QUInt8"
+    activations_symmetric: bool = False
+    weights_dtype: str = "QInt8"
+    weights_symmetric: bool = True
+    per_channel: bool = True
+    reduce_range: bool = False
+    operators_to_quantize: tuple[str, ...] = field(default_factory=tuple)
+
+
+def quantization_config(mode: str, preset: str, per_channel: bool = True) -> QuantizationSettings:
+    """The quantization settings for `mode` (`"dynamic"` or `"static"`) and an instruction-set preset.
+
+    The values are those of Optimum's `AutoQuantizationConfig.<preset>(is_static=..., per_channel=...)`: QDQ
+    format for static, QOperator for dynamic; ONNX Runtime's default operator list for dynamic quantization. Two
+    choices of hf-distill differ from Optimum's:
+
+    - `avx2`: the weights are signed int8 with 7-bit range (`reduce_range=True`), as ONNX Runtime recommends for
+      AVX2 without VNNI (U8S8 kernels, no saturation), instead of optimum's uint8 weights: U8U8 measured 16% slower
+      on the SST-2 student here (640 ms vs 552 ms at 32 x 128) for the same predictions.
+    - static quantization quantizes the MatMuls only (`STATIC_OPERATORS`).
+
+    Args:
+        mode (`str`): `"dynamic"` or `"static"`.
+        preset (`str`): One of `PRESETS`.
+        per_channel (`bool`, defaults to `True`): Per-channel weight scales.
+
+    Returns:
+        `QuantizationSettings`.
 
     Raises:
         ValueError: For an unknown mode or preset.
     """
-    from onnxruntime.quantization import QuantType
-    from optimum.onnxruntime import AutoQuantizationConfig
-
     if mode not in ("dynamic", "static"):
         raise ValueError(f"quantize={mode!r}: choose 'dynamic' or 'static'.")
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r}: choose one of {', '.join(PRESETS)} (or 'auto' to detect it).")
-    config = getattr(AutoQuantizationConfig, preset)(is_static=mode == "static", per_channel=per_channel)
+    weights_dtype, reduce_range = _PRESET_WEIGHTS[preset]
     if preset == "avx2":
-        config.weights_dtype = QuantType.QInt8
-        config.reduce_range = True
-    if mode == "static":
-        config.operators_to_quantize = list(STATIC_OPERATORS)
-    return config
+        weights_dtype, reduce_range = "QInt8", True
+    is_static = mode == "static"
+    return QuantizationSettings(
+        is_static=is_static,
+        format="QDQ" if is_static else "QOperator",
+        mode="QLinearOps" if is_static else "IntegerOps",
+        activations_dtype="QUInt8",
+        activations_symmetric=False,
+        weights_dtype=weights_dtype,
+        weights_symmetric=True,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        operators_to_quantize=tuple(STATIC_OPERATORS) if is_static else _dynamic_operators(),
+    )
 
 
-def _extra_options(config) -> dict:
+def _dynamic_operators() -> tuple[str, ...]:
+    """ONNX Runtime's default operators for dynamic quantization (its `IntegerOpsRegistry`, as Optimum uses)."""
+    from onnxruntime.quantization.registry import IntegerOpsRegistry
+
+    return tuple(IntegerOpsRegistry)
+
+
+def _extra_options(config: QuantizationSettings) -> dict:
     import onnx
 
     return {
@@ -92,23 +161,23 @@ def _extra_options(config) -> dict:
     }
 
 
-def quantize_dynamic_onnx(model_path: Path, output_path: Path, config) -> Path:
+def quantize_dynamic_onnx(model_path: Path, output_path: Path, config: QuantizationSettings) -> Path:
     """Dynamic INT8 quantization: int8 weights, activations quantized on the fly per batch.
 
     Args:
         model_path (`Path`): The fp32 (optionally ORT-optimised) model.
         output_path (`Path`): Where the int8 model goes.
-        config (`QuantizationConfig`): From `quantization_config("dynamic", ...)`.
+        config (`QuantizationSettings`): From `quantization_config("dynamic", ...)`.
     """
-    from onnxruntime.quantization import quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
         str(model_path),
         str(output_path),
-        op_types_to_quantize=[str(getattr(op, "value", op)) for op in config.operators_to_quantize],
+        op_types_to_quantize=list(config.operators_to_quantize),
         per_channel=config.per_channel,
         reduce_range=config.reduce_range,
-        weight_type=config.weights_dtype,
+        weight_type=QuantType[config.weights_dtype],
         extra_options=_extra_options(config),
     )
     return output_path
@@ -127,7 +196,8 @@ class _FeedReader:
         raise NotImplementedError
 
 
-def quantize_static_onnx(model_path: Path, output_path: Path, config, calibration_feeds: list[dict], work_dir: Path) -> Path:
+def quantize_static_onnx(model_path: Path, output_path: Path, config: QuantizationSettings,
+                         calibration_feeds: list[dict], work_dir: Path) -> Path:
     """Static INT8 quantization: activation ranges calibrated (min/max) on `calibration_feeds`.
 
     Runs on the plain (not ORT-fused) export after ORT's quantization pre-processing (shape inference), since
@@ -136,11 +206,17 @@ def quantize_static_onnx(model_path: Path, output_path: Path, config, calibratio
     Args:
         model_path (`Path`): The plain fp32 export.
         output_path (`Path`): Where the int8 model goes.
-        config (`QuantizationConfig`): From `quantization_config("static", ...)`.
+        config (`QuantizationSettings`): From `quantization_config("static", ...)`.
         calibration_feeds (`list[dict]`): Batches of model inputs (numpy int64) to calibrate on.
         work_dir (`Path`): A scratch folder.
     """
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not calibration_feeds:
@@ -153,23 +229,13 @@ def quantize_static_onnx(model_path: Path, output_path: Path, config, calibratio
         str(prepared),
         str(output_path),
         reader,
-        quant_format=config.format,
-        op_types_to_quantize=[str(getattr(op, "value", op)) for op in config.operators_to_quantize],
+        quant_format=QuantFormat[config.format],
+        op_types_to_quantize=list(config.operators_to_quantize),
         per_channel=config.per_channel,
         reduce_range=config.reduce_range,
-        activation_type=config.activations_dtype,
-        weight_type=config.weights_dtype,
+        activation_type=QuantType[config.activations_dtype],
+        weight_type=QuantType[config.weights_dtype],
         calibrate_method=CalibrationMethod.MinMax,
         extra_options=_extra_options(config),
     )
     return output_path
-
-
-def save_ort_config(output_dir: Path, optimization_level: Optional[str], quantization=None) -> None:
-    """Writes optimum's `ort_config.json`: the optimisation level and quantization settings used."""
-    from optimum.onnxruntime import AutoOptimizationConfig, ORTConfig
-
-    optimization = None
-    if optimization_level is not None:
-        optimization = AutoOptimizationConfig.with_optimization_level(optimization_level=optimization_level)
-    ORTConfig(optimization=optimization, quantization=quantization).save_pretrained(output_dir)

@@ -2,16 +2,18 @@
 
 The report lives in the export folder (`<model_dir>/onnx` unless `--output` says otherwise) and is read
 by the model cards (`hf_distill.cards`). Every key is always present; a value is null when it was not
-measured. Format version 1 (latency keys of a vision tower read `batch_N_image_S`)::
+measured (`exporter` is absent from reports written before it existed). Format version 1 (latency keys of a
+vision tower read `batch_N_image_S`)::
 
     {
       "format_version": 1,
       "source_model": "<path of the PyTorch model folder>",
       "task": "text-classification" | "fill-mask" | "feature-extraction" | ...,   # optimum task name
       "opset": 17,
+      "exporter": "optimum" | "torch.onnx",   # what wrote and optimised model.onnx (`--exporter`)
       "optimization_level": "O2" | null,
       "files": {"onnx_fp32": "model.onnx", "onnx_int8": "model_quantized.onnx" | null},
-      "quantization": null | {"mode": "dynamic" | "static", "preset": "avx512_vnni" | "avx2" | "arm64",
+      "quantization": null | {"mode": "dynamic" | "static", "preset": "avx512_vnni" | "avx512" | "avx2" | "arm64",
                                "per_channel": true, "calibration_examples": 128 | null},
       "parity": {"max_abs_diff": 3.1e-06, "tolerance": 1e-04, "passed": true, "num_samples": 8},
       "accuracy": null | {"metric": "accuracy", "eval_examples": 872,
@@ -80,13 +82,21 @@ def speedup(latency: Optional[dict]) -> Optional[float]:
     return None
 
 
-def new_report(source_model: str, task: str, opset: int) -> dict:
-    """A report with every key present and nothing measured yet."""
+def new_report(source_model: str, task: str, opset: int, exporter: Optional[str] = None) -> dict:
+    """A report with every key present and nothing measured yet.
+
+    Args:
+        source_model (`str`): The PyTorch model folder.
+        task (`str`): The optimum task name.
+        opset (`int`): The ONNX opset.
+        exporter (`str`, *optional*): `"optimum"` or `"torch.onnx"`.
+    """
     return {
         "format_version": FORMAT_VERSION,
         "source_model": source_model,
         "task": task,
         "opset": opset,
+        "exporter": exporter,
         "optimization_level": None,
         "files": {"onnx_fp32": None, "onnx_int8": None},
         "quantization": None,
@@ -133,7 +143,8 @@ def _fmt(value, digits: int = 2) -> str:
 def format_table(report: dict) -> str:
     """The report as a text table: size, latency per shape, task metric, parity and int8 speed-up."""
     header = f"{'':<26}" + "".join(f"{name:>14}" for name in VARIANTS)
-    lines = [f"export of {report['source_model']} ({report['task']}, opset {report['opset']}, "
+    exporter = f"exporter {report['exporter']}, " if report.get("exporter") else ""
+    lines = [f"export of {report['source_model']} ({report['task']}, {exporter}opset {report['opset']}, "
              f"optimization {report['optimization_level'] or 'none'})"]
     quantization = report.get("quantization")
     if quantization:

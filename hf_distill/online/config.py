@@ -10,7 +10,7 @@ from typing import Any, Optional, Union
 from transformers import TrainingArguments
 
 from ..arguments import ModelArguments
-from ..config import unpin_memory_without_accelerator
+from ..config import DistillationConfigBase
 from ..schedules import SCHEDULABLE, LossSchedule
 
 EXIT_CRITERIA = ("entropy", "max_prob")
@@ -43,7 +43,7 @@ def _parse_schedule(config: Any, names: tuple[str, ...]) -> Optional[LossSchedul
 
 
 @dataclass
-class _OnlineLossConfig(TrainingArguments):
+class _OnlineLossConfig(DistillationConfigBase):
     """What the online configs share: `TrainingArguments`, a loss `schedule` and the checks of `WEIGHTS`."""
 
     _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["schedule"]
@@ -58,7 +58,6 @@ class _OnlineLossConfig(TrainingArguments):
         if isinstance(self.schedule, str):
             self.schedule = json.loads(self.schedule)
         super().__post_init__()
-        unpin_memory_without_accelerator(self)
         _check_weights(self, self.WEIGHTS)
         self._check_options()
         self.loss_schedule  # checks the schedule now, before any training step

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForSequenceClassification, EvalPrediction, PreTrainedModel
 
+from ..compat import extended_attention_mask
 from .base import CompositeModel, CompositeModelTrainer
 from .config import EXIT_CRITERIA, EXIT_POOLINGS, SelfDistillationConfig, parse_int_list
 from .losses import exit_distillation_losses, exit_hidden_losses
@@ -352,7 +353,7 @@ def early_exit_predict(
     active = torch.arange(batch, device=input_ids.device)
     mask = attention_mask
     for depth, layer in enumerate(base.encoder.layer, start=1):
-        extended = base.get_extended_attention_mask(mask, mask.shape)
+        extended = extended_attention_mask(mask, hidden.dtype)
         output = layer(hidden, attention_mask=extended)
         hidden = output[0] if isinstance(output, tuple) else output
         if depth == model.num_layers:
@@ -467,17 +468,24 @@ def format_sweep_table(rows: Sequence[dict[str, Any]], criterion: str = "entropy
     return "\n".join(lines)
 
 
-def plot_sweep(rows: Sequence[dict[str, Any]], path: str, title: str = "Early exit: speed vs accuracy") -> str:
+def plot_sweep(
+    rows: Sequence[dict[str, Any]], path: str, title: str = "Early exit: speed vs accuracy"
+) -> Optional[str]:
     """Draws accuracy against mean layers used and mean wall time per example (matplotlib, Agg backend).
 
     The mean, not the median, is what sets throughput: with early exits the per-example times are
     bimodal (short for examples that leave early, long for the rest), and their median jumps between
-    the two groups.
+    the two groups. matplotlib is an optional dependency (`pip install hf-distill[plots]`): without
+    it no plot is drawn and a note says so; the table and `early_exit_sweep.json` hold the same numbers.
 
     Returns:
-        `str`: The path of the PNG written.
+        `str` or `None`: The path of the PNG written, or `None` without matplotlib.
     """
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print("hf-distill: matplotlib is not installed, so no sweep plot is drawn (pip install 'hf-distill[plots]').")
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

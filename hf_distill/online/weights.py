@@ -6,8 +6,9 @@ import os
 
 import safetensors.torch
 from torch import nn
-from transformers.modeling_utils import load_sharded_checkpoint
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+
+from ..compat import load_sharded_checkpoint
 
 
 def load_saved_weights(model: nn.Module, folder: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Optional, Union
 
 from transformers import TrainingArguments
 
-from ..config import unpin_memory_without_accelerator
+from ..config import DistillationConfigBase
 from .losses import EMBEDDING_LOSSES
 
 RETRIEVAL_WEIGHT_NAMES = (
@@ -23,7 +23,7 @@ TEACHER_WEIGHT_NAMES = RETRIEVAL_WEIGHT_NAMES[1:]
 
 
 @dataclass
-class RetrievalDistillationConfig(TrainingArguments):
+class RetrievalDistillationConfig(DistillationConfigBase):
     r"""Configuration of [`RetrievalDistillationTrainer`]: every `TrainingArguments` field, plus the loss.
 
     The total loss of a batch of ``B`` image-caption pairs is
@@ -118,7 +118,6 @@ class RetrievalDistillationConfig(TrainingArguments):
         if isinstance(self.teacher_model_init_kwargs, str):
             self.teacher_model_init_kwargs = json.loads(self.teacher_model_init_kwargs)
         super().__post_init__()
-        unpin_memory_without_accelerator(self)
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
         if self.embedding_loss not in EMBEDDING_LOSSES:

@@ -20,6 +20,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..compat import pooled_features
+
 RECALL_KS = (1, 5, 10)
 
 
@@ -106,10 +108,10 @@ def encode(
     image_chunks, text_chunks = [], []
     for start in range(0, len(images), batch_size):
         batch = collator.images([*images[start : start + batch_size]])
-        image_chunks.append(model.get_image_features(pixel_values=batch.to(device)).float().cpu())
+        image_chunks.append(pooled_features(model.get_image_features(pixel_values=batch.to(device))).float().cpu())
     for start in range(0, len(captions), batch_size):
         batch = collator.texts([*captions[start : start + batch_size]])
-        features = model.get_text_features(**{k: v.to(device) for k, v in batch.items()})
+        features = pooled_features(model.get_text_features(**{k: v.to(device) for k, v in batch.items()}))
         text_chunks.append(features.float().cpu())
     model.train(was_training)
     return F.normalize(torch.cat(image_chunks), dim=-1), F.normalize(torch.cat(text_chunks), dim=-1)

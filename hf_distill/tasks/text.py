@@ -31,6 +31,7 @@ from typing import Any, Optional, Union
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, load_dataset
 from transformers import PreTrainedTokenizerBase
 
+from ..compat import special_tokens_frame, with_special_tokens
 from ..general_arguments import OFFLINE_TEXT_DATASETS, TextDataArguments
 
 _BUILDERS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -158,7 +159,8 @@ def make_sequences(
         chunks = [stream[start : start + room] for start in range(0, len(stream), room)]
     else:
         chunks = [ids[start : start + room] for ids in encoded for start in range(0, len(ids), room)]
-    return [tokenizer.build_inputs_with_special_tokens(chunk) for chunk in chunks if chunk]
+    frame = special_tokens_frame(tokenizer)
+    return [with_special_tokens(chunk, frame) for chunk in chunks if chunk]
 
 
 def keep_sequence(

@@ -193,7 +193,7 @@ def write_tsv(path: Path, text: str) -> Path:
 def tiny_tokenizer(folder: Path) -> BertTokenizerFast:
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "man", "plane", "is", "taking", "off", "an", "air", "."]
     (folder / "vocab.txt").write_text("\n".join(words))
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    return BertTokenizerFast(str(folder / "vocab.txt"))
 
 
 # --- the task table ------------------------------------------------------------------------------------------
@@ -572,3 +572,30 @@ def test_real_glue_release_files_parse():
     assert sum(qnli["validation"]["label"]) == 2761  # not_entailment
     wnli = read_glue_tsv(str(SHARED_GLUE / "WNLI" / "dev.tsv"), "wnli")
     assert len(wnli) == 71 and sum(row["label"] for row in wnli) == 31
+
+
+def test_shipped_statistics_equal_scipy_and_scikit_learn():
+    """The metric script's numpy statistics against the functions the Hub's `glue` module calls (dev extra)."""
+    import importlib.util
+
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import f1_score, matthews_corrcoef
+
+    spec = importlib.util.spec_from_file_location("shipped_glue", os.path.join(METRIC_SCRIPT_DIR, "glue.py"))
+    shipped = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shipped)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels, preds = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
+        assert shipped.f1_positive_class(preds, labels) == pytest.approx(f1_score(labels, preds))
+        assert shipped.matthews_correlation(preds, labels) == pytest.approx(matthews_corrcoef(labels, preds))
+        three_way = rng.integers(0, 3, 50)
+        assert shipped.matthews_correlation(three_way, labels) == pytest.approx(matthews_corrcoef(labels, three_way))
+        x, y = rng.normal(size=40), rng.normal(size=40)
+        ties = np.round(x * 2) / 2  # many tied values
+        assert shipped.pearson_correlation(x, y) == pytest.approx(pearsonr(x, y)[0])
+        assert shipped.pearson_and_spearman(ties, y)["spearmanr"] == pytest.approx(spearmanr(ties, y)[0])
+    # Degenerate inputs: no positive class, a constant prediction, a constant score.
+    assert shipped.f1_positive_class([0, 0], [0, 0]) == 0.0
+    assert shipped.matthews_correlation([1, 1, 1], [0, 1, 0]) == 0.0
+    assert math.isnan(shipped.pearson_correlation([1.0, 1.0, 1.0], [0.0, 1.0, 2.0]))
