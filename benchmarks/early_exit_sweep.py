@@ -16,9 +16,9 @@ import os
 import torch
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
-from hf_distill.arguments import DataArguments
+from hf_distill.tasks.arguments import DataArguments
 from hf_distill.online.early_exit import EarlyExitModel, early_exit_sweep, format_sweep_table, plot_sweep
-from hf_distill.tasks import load_task_data
+from hf_distill.tasks.data import load_task_data
 
 
 def per_exit_accuracy(model, dataset, tokenizer, batch_size=64):

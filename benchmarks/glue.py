@@ -41,7 +41,8 @@ import torch
 
 from hf_distill.assets import minilm_l6_v2_path
 from hf_distill.cli import main as hf_distill
-from hf_distill.run import RESULTS_NAME, load_results
+from hf_distill.runs import RESULTS_NAME
+from hf_distill.runs import read_results as load_results
 from hf_distill.tasks.glue import get_glue_task, load_glue, read_glue_tsv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

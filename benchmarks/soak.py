@@ -29,7 +29,7 @@ from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification, TrainerCallback
 
 from hf_distill import DistillationConfig, DistillationTrainer, create_student
-from hf_distill.trainer import HEADS_WEIGHTS_NAME
+from hf_distill.runs import HEADS_WEIGHTS_NAME
 
 
 class MemorySampler(TrainerCallback):

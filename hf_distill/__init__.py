@@ -1,6 +1,7 @@
 """hf-distill: distil Hugging Face models with `transformers.Trainer`.
 
-The public API is imported on first use (`from hf_distill import DistillationTrainer` loads torch and
+The public API: every family's config and trainer, `create_student`, `precompute_teacher_outputs` and
+`export_model`. It is imported on first use (`from hf_distill import DistillationTrainer` loads torch and
 transformers then), so `import hf_distill` and the `hf-distill` command's help stay fast.
 """
 
@@ -15,25 +16,40 @@ __version__ = "0.1.0"
 _LAZY = {
     "DistillationConfig": "config",
     "DistillationConfigBase": "config",
+    "TeacherDistillationConfigBase": "config",
     "DistillationHeads": "layers",
     "resolve_layer_map": "layers",
     "LossSchedule": "schedules",
     "create_student": "students",
-    "TEACHER_LOGITS_COLUMN": "teacher_cache",
-    "precompute_teacher_outputs": "teacher_cache",
+    "TEACHER_LOGITS_COLUMN": "teachers",
+    "precompute_teacher_outputs": "teachers",
     "DistillationTrainer": "trainer",
+    "DistillationTrainerBase": "trainer",
     "NonFiniteLossError": "trainer",
+    "RetrievalDistillationConfig": "retrieval.config",
+    "RetrievalDistillationTrainer": "retrieval.trainer",
+    "MutualLearningConfig": "online.config",
+    "MutualLearningTrainer": "online.mutual",
+    "SelfDistillationConfig": "online.config",
+    "SelfDistillationTrainer": "online.early_exit",
+    "export_model": "export",
 }
 
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import DistillationConfig, DistillationConfigBase
+    from .config import DistillationConfig, DistillationConfigBase, TeacherDistillationConfigBase
+    from .export import export_model
     from .layers import DistillationHeads, resolve_layer_map
+    from .online.config import MutualLearningConfig, SelfDistillationConfig
+    from .online.early_exit import SelfDistillationTrainer
+    from .online.mutual import MutualLearningTrainer
+    from .retrieval.config import RetrievalDistillationConfig
+    from .retrieval.trainer import RetrievalDistillationTrainer
     from .schedules import LossSchedule
     from .students import create_student
-    from .teacher_cache import TEACHER_LOGITS_COLUMN, precompute_teacher_outputs
-    from .trainer import DistillationTrainer, NonFiniteLossError
+    from .teachers import TEACHER_LOGITS_COLUMN, precompute_teacher_outputs
+    from .trainer import DistillationTrainer, DistillationTrainerBase, NonFiniteLossError
 
 
 def __getattr__(name: str) -> Any:

@@ -61,7 +61,7 @@ def _train(argv: Sequence[str]) -> int:
 
 
 def _demo(argv: Sequence[str]) -> int:
-    from .demo import demo_parser, run_demo
+    from .tasks.demo import demo_parser, run_demo
 
     options = demo_parser().parse_args(argv)
     run_demo(**vars(options))
@@ -69,19 +69,19 @@ def _demo(argv: Sequence[str]) -> int:
 
 
 def _card(argv: Sequence[str]) -> int:
-    from .cards import card_command
+    from .hub.commands import card_command
 
     return card_command(argv)
 
 
 def _push(argv: Sequence[str]) -> int:
-    from .hub import push_command
+    from .hub.commands import push_command
 
     return push_command(argv)
 
 
 def _augment(argv: Sequence[str]) -> int:
-    from .augmentation import augment_parser, run_augment
+    from .tasks.augmentation import augment_parser, run_augment
 
     run_augment(**vars(augment_parser().parse_args(argv)))
     return 0

@@ -1,10 +1,21 @@
-"""`DistillationConfig`: `TrainingArguments` plus the distillation loss weights and options."""
+"""The configs of hf-distill: one base every family extends, and the task family's `DistillationConfig`.
+
+- `DistillationConfigBase`: what every family shares (the warmup on every transformers version, the
+  temperature, the schedule of temperature and weights, the non-finite check) and the checks of the
+  family's loss weights, driven by its terms in `hf_distill.terms`.
+- `TeacherDistillationConfigBase`: adds the trained teacher (path, revision, `from_pretrained` options)
+  and saved projection heads, for the families that learn from one (task, general, retrieval).
+- `DistillationConfig`: the task and general families (DistilBERT's and TinyBERT's terms).
+
+The other families' configs live in their packages (`hf_distill.retrieval.config`,
+`hf_distill.online.config`) and declare only their own fields.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Optional, Union
 
 import torch
 from transformers import TrainingArguments
@@ -12,8 +23,8 @@ from transformers import TrainingArguments
 from . import compat
 from .layers import parse_layer_map
 from .losses import KD_LOSSES
-from .schedules import SCHEDULABLE, LossSchedule
-from .schedules import WEIGHT_NAMES as LOSS_WEIGHT_NAMES
+from .schedules import LossSchedule
+from .terms import TASK_TERMS, LossTerm, weight_fields
 
 
 def _has_accelerator() -> bool:
@@ -27,23 +38,48 @@ def unpin_memory_without_accelerator(args: TrainingArguments) -> None:
     """Turns `dataloader_pin_memory` off when there is no accelerator.
 
     Pinned memory only speeds up copies to an accelerator; on a CPU-only machine PyTorch warns about it
-    in every data loader. Called by every config of the library after `TrainingArguments.__post_init__`.
+    in every data loader. Called by `DistillationConfigBase.__post_init__`.
     """
     if args.dataloader_pin_memory and not _has_accelerator():
         args.dataloader_pin_memory = False
 
 
+def _json_option(value: Any, name: str) -> Any:
+    """A dict option given as a JSON string on the command line, parsed; a clear error when it is not JSON."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{name} must be a JSON object on the command line, e.g. '{{\"key\": 1}}': {error}.") from None
+
+
 @dataclass
 class DistillationConfigBase(TrainingArguments):
-    r"""`TrainingArguments` as every hf-distill config takes them, on every supported transformers version.
+    r"""`TrainingArguments` plus what every hf-distill family shares; each family's config extends it.
+
+    A subclass lists its loss terms in `TERMS` (see `hf_distill.terms`) and declares one `<name>_weight`
+    field per term; this base checks those weights (numbers >= 0, at least one on at some point of the
+    schedule) and builds the schedule of the temperature and the weights.
 
     Parameters:
+        temperature (`float`, defaults to 2.0):
+            Softmax temperature ``T`` of the family's soft targets (> 0). Families override the default.
+        schedule (`dict` or `str`, *optional*):
+            Temperature and loss weights that change during training: per value `constant` or
+            `linear` over the steps, or `stages` by epoch (see `hf_distill.schedules`). A JSON string
+            on the command line. The scheduled values are logged at every logging step.
+        stop_on_nonfinite_loss (`bool`, defaults to `True`):
+            Stop training with an error naming the loss term and step when a loss is NaN or infinite.
         warmup_ratio (`float`, defaults to 0.0):
             Share of the training steps spent warming the learning rate up, in [0, 1). transformers 5
             removed this field; here it exists on every version (see `hf_distill.compat.normalize_warmup`).
         warmup_steps (`int` or `float`, defaults to 0):
             Warmup steps; a float in (0, 1) is a ratio, as in transformers 5. Give this or `warmup_ratio`.
     """
+
+    TERMS: ClassVar[tuple[LossTerm, ...]] = ()
+    _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["schedule"]
 
     if not compat.trainer_has_warmup_ratio():
         warmup_ratio: float = field(
@@ -53,25 +89,125 @@ class DistillationConfigBase(TrainingArguments):
         default=0,
         metadata={"help": "Warmup steps (a whole number), or a ratio of the training steps when below 1."},
     )
+    temperature: float = field(default=2.0, metadata={"help": "Softmax temperature T of the soft targets (> 0)."})
+    schedule: Optional[Union[dict[str, Any], str]] = field(
+        default=None,
+        metadata={
+            "help": "Schedule of the temperature and loss weights (JSON on the command line): per value "
+            "{'type': 'linear', 'start': 4, 'end': 1} or a number, or {'stages': [{'epochs': 2, "
+            "'temperature': 2, 'kd_weight': 0.7}, ...]}."
+        },
+    )
+    stop_on_nonfinite_loss: bool = field(
+        default=True,
+        metadata={"help": "Stop training with an error naming the loss term and step when a loss is NaN or inf."},
+    )
 
     def __post_init__(self):
+        self.schedule = _json_option(self.schedule, "schedule")
         compat.normalize_warmup(self)
         super().__post_init__()
         unpin_memory_without_accelerator(self)
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+        for name in weight_fields(self.TERMS):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+        self._check_options()
+        # Parsing the schedule checks it (errors name the key); a weight that any stage turns on counts.
+        if self.TERMS and all(value == 0 for value in self.max_loss_weights.values()):
+            raise ValueError(
+                "All loss weights are 0, so there is nothing to train: set at least one of "
+                f"{', '.join(weight_fields(self.TERMS))} > 0."
+            )
+
+    def _check_options(self) -> None:
+        """Checks and normalises the family's own options (called before the schedule is parsed)."""
+
+    def scheduled_values(self) -> dict[str, float]:
+        """The values a schedule may change, as this config sets them: `temperature` and every term's weight."""
+        return {"temperature": float(self.temperature),
+                **{name: float(getattr(self, name)) for name in weight_fields(self.TERMS)}}
+
+    @property
+    def loss_schedule(self) -> Optional[LossSchedule]:
+        """The parsed `schedule`, or `None` when the values are constant."""
+        if self.schedule is None:
+            return None
+        return LossSchedule(self.schedule, self.scheduled_values())
+
+    @property
+    def max_loss_weights(self) -> dict[str, float]:
+        """The largest value each loss weight takes during training (schedule included), by field name."""
+        schedule = self.loss_schedule
+        values = schedule.max_values() if schedule is not None else self.scheduled_values()
+        return {name: float(values[name]) for name in weight_fields(self.TERMS)}
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        """The loss weights by term name (`"task"`, `"kd"`, ...), zeros included."""
+        return {term.name: float(getattr(self, term.weight_field)) for term in self.TERMS}
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether a term that learns from a trained teacher is on at some point of training."""
+        maxima = self.max_loss_weights
+        return any(maxima[term.weight_field] > 0 for term in self.TERMS if term.needs_teacher)
 
 
 @dataclass
-class DistillationConfig(DistillationConfigBase):
-    r"""Configuration of [`DistillationTrainer`]: every `TrainingArguments` field, plus the loss.
+class TeacherDistillationConfigBase(DistillationConfigBase):
+    r"""`DistillationConfigBase` plus the trained teacher: the base of the task, general and retrieval configs.
 
-    The total loss is
+    Parameters:
+        teacher_model_name_or_path (`str`, *optional*):
+            Teacher to load when the trainer is given no `teacher_model` (or a path string).
+        teacher_model_revision (`str`, *optional*):
+            Revision of the teacher on the Hub.
+        teacher_model_init_kwargs (`dict[str, Any]` or `str`, *optional*):
+            Keyword arguments for the teacher's `from_pretrained` (a JSON string on the command line).
+        distillation_heads_path (`str`, *optional*):
+            Folder or file with saved projection heads (`distillation_heads.safetensors`) to start from,
+            e.g. the output of a TinyBERT general or intermediate stage.
+    """
 
-    ``task_weight·L_task + kd_weight·L_kd + mlm_weight·L_mlm + cosine_weight·L_cos +
-    hidden_weight·L_hidden + embedding_weight·L_emb + attention_weight·L_att``
+    _VALID_DICT_FIELDS = DistillationConfigBase._VALID_DICT_FIELDS + ["teacher_model_init_kwargs"]
 
-    (see `hf_distill.losses` for each term). A term whose weight is 0 is not computed, and the
-    teacher is not asked for outputs that no term uses. Being a `TrainingArguments` dataclass, it
-    works with `HfArgumentParser` and YAML recipes.
+    teacher_model_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "Teacher model path or Hub id, used when the trainer gets no teacher model."}
+    )
+    teacher_model_revision: Optional[str] = field(
+        default=None, metadata={"help": "Revision of the teacher model on the Hub (branch, tag or commit)."}
+    )
+    teacher_model_init_kwargs: Optional[Union[dict[str, Any], str]] = field(
+        default=None,
+        metadata={"help": "Keyword arguments (a JSON string on the command line) for the teacher's from_pretrained."},
+    )
+    distillation_heads_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Saved projection heads to start from (a folder with distillation_heads.safetensors)."},
+    )
+
+    def __post_init__(self):
+        self.teacher_model_init_kwargs = _json_option(self.teacher_model_init_kwargs, "teacher_model_init_kwargs")
+        super().__post_init__()
+
+
+@dataclass
+class DistillationConfig(TeacherDistillationConfigBase):
+    r"""Configuration of [`DistillationTrainer`] (task and general families): the loss of DistilBERT and TinyBERT.
+
+    Declares only its own fields; every `TrainingArguments` field and the shared ones of
+    `TeacherDistillationConfigBase` (teacher, schedule, temperature, ...) come from its bases. The
+    total loss is
+
+    ``task_weight·L_task + kd_weight·L_kd + mlm_weight·L_mlm + cosine_weight·L_cosine +
+    hidden_weight·L_hidden + embedding_weight·L_embedding + attention_weight·L_attention``
+
+    (see `hf_distill.losses` for each term, `hf_distill.terms` for what each averages over). A term
+    whose weight is 0 is not computed, and the teacher is not asked for outputs that no term uses.
+    Being a `TrainingArguments` dataclass, it works with `HfArgumentParser` and YAML recipes.
 
     Parameters:
         temperature (`float`, defaults to 2.0):
@@ -99,31 +235,13 @@ class DistillationConfig(DistillationConfigBase):
         projection (`str`, defaults to `"shared"`):
             `"shared"`: one hidden-state projection for all layers (TinyBERT paper); `"per_layer"`: one
             per mapped layer. Projections exist only when student and teacher widths differ.
-        teacher_model_name_or_path (`str`, *optional*):
-            Teacher to load when the trainer is given no `teacher_model` (or a path string).
-        teacher_model_revision (`str`, *optional*):
-            Revision of the teacher on the Hub.
-        teacher_model_init_kwargs (`dict[str, Any]` or `str`, *optional*):
-            Keyword arguments for the teacher's `from_pretrained` (a JSON string on the command line).
-        distillation_heads_path (`str`, *optional*):
-            Folder or file with saved projection heads (`distillation_heads.safetensors`) to start from,
-            e.g. the output of a TinyBERT general or intermediate stage.
-        stop_on_nonfinite_loss (`bool`, defaults to `True`):
-            Stop training with an error naming the loss term and step when a loss is NaN or infinite.
-        schedule (`dict` or `str`, *optional*):
-            Temperature and loss weights that change during training: per value `constant` or
-            `linear` over the steps, or `stages` by epoch (see `hf_distill.schedules`). A JSON string
-            on the command line. The scheduled values are logged at every logging step.
         ema_momentum (`float`, defaults to 0.999):
             Momentum ``m`` of the online teacher (`teacher_model="ema"`): after each optimizer step,
             ``θ_teacher ← m·θ_teacher + (1 − m)·θ_student``.
     """
 
-    _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["teacher_model_init_kwargs", "schedule"]
+    TERMS: ClassVar[tuple[LossTerm, ...]] = TASK_TERMS
 
-    temperature: float = field(
-        default=2.0, metadata={"help": "Softmax temperature T of the soft-target loss (> 0; DistilBERT uses 2.0)."}
-    )
     kd_loss: str = field(
         default="kl",
         metadata={
@@ -163,82 +281,20 @@ class DistillationConfig(DistillationConfigBase):
             "choices": ["shared", "per_layer"],
         },
     )
-    teacher_model_name_or_path: Optional[str] = field(
-        default=None, metadata={"help": "Teacher model path or Hub id, used when the trainer gets no teacher model."}
-    )
-    teacher_model_revision: Optional[str] = field(
-        default=None, metadata={"help": "Revision of the teacher model on the Hub (branch, tag or commit)."}
-    )
-    teacher_model_init_kwargs: Optional[Union[dict[str, Any], str]] = field(
-        default=None,
-        metadata={"help": "Keyword arguments (a JSON string on the command line) for the teacher's from_pretrained."},
-    )
-    distillation_heads_path: Optional[str] = field(
-        default=None,
-        metadata={"help": "Saved projection heads to start from (a folder with distillation_heads.safetensors)."},
-    )
-    stop_on_nonfinite_loss: bool = field(
-        default=True,
-        metadata={"help": "Stop training with an error naming the loss term and step when a loss is NaN or inf."},
-    )
-
-    schedule: Optional[Union[dict[str, Any], str]] = field(
-        default=None,
-        metadata={
-            "help": "Schedule of the temperature and loss weights (JSON on the command line): per value "
-            "{'type': 'linear', 'start': 4, 'end': 1} or a number, or {'stages': [{'epochs': 2, "
-            "'temperature': 2, 'kd_weight': 0.7}, ...]}."
-        },
-    )
     ema_momentum: float = field(
         default=0.999,
         metadata={"help": "Momentum of the EMA teacher (teacher_model='ema'), in [0, 1): teacher <- m*teacher + "
                   "(1-m)*student after each optimizer step."},
     )
 
-    def __post_init__(self):
-        if isinstance(self.teacher_model_init_kwargs, str):
-            self.teacher_model_init_kwargs = json.loads(self.teacher_model_init_kwargs)
-        if isinstance(self.schedule, str):
-            self.schedule = json.loads(self.schedule)
-        super().__post_init__()
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+    def _check_options(self) -> None:
         if self.kd_loss not in KD_LOSSES:
             raise ValueError(f"kd_loss must be one of {KD_LOSSES}, got {self.kd_loss!r}.")
         if self.projection not in ("shared", "per_layer"):
             raise ValueError(f"projection must be 'shared' or 'per_layer', got {self.projection!r}.")
-        for name in LOSS_WEIGHT_NAMES:
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value >= 0):
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
         if not 0 <= self.ema_momentum < 1:
             raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
-        # Parsing the schedule checks it (errors name the key); a weight that any stage turns on counts.
-        if all(value == 0 for value in self.max_loss_weights.values()):
-            raise ValueError(
-                f"All loss weights are 0, so there is nothing to train: set at least one of {LOSS_WEIGHT_NAMES} > 0."
-            )
         self.layer_map = parse_layer_map(self.layer_map)
-
-    @property
-    def loss_schedule(self) -> Optional[LossSchedule]:
-        """The parsed `schedule`, or `None` when the values are constant."""
-        if self.schedule is None:
-            return None
-        return LossSchedule(self.schedule, {name: getattr(self, name) for name in SCHEDULABLE})
-
-    @property
-    def max_loss_weights(self) -> dict[str, float]:
-        """The largest value each loss weight takes during training (schedule included), by field name."""
-        schedule = self.loss_schedule
-        values = schedule.max_values() if schedule is not None else {n: getattr(self, n) for n in LOSS_WEIGHT_NAMES}
-        return {name: float(values[name]) for name in LOSS_WEIGHT_NAMES}
-
-    @property
-    def loss_weights(self) -> dict[str, float]:
-        """The loss weights by term name (`"task"`, `"kd"`, ...), zeros included."""
-        return {name[: -len("_weight")]: float(getattr(self, name)) for name in LOSS_WEIGHT_NAMES}
 
     @classmethod
     def distilbert(cls, **overrides: Any) -> "DistillationConfig":
@@ -265,7 +321,7 @@ class DistillationConfig(DistillationConfigBase):
         Args:
             **overrides: Any `DistillationConfig` field.
         """
-        zeros = {name: 0.0 for name in LOSS_WEIGHT_NAMES}
+        zeros = {name: 0.0 for name in weight_fields(TASK_TERMS)}
         values = {**zeros, "temperature": 2.0, "kd_loss": "kl", "kd_weight": 5.0, "mlm_weight": 2.0, "cosine_weight": 1.0}
         return cls(**{**values, **overrides})
 
@@ -284,7 +340,7 @@ class DistillationConfig(DistillationConfigBase):
             stage (`str`, defaults to `"intermediate"`): `"intermediate"` or `"prediction"`.
             **overrides: Any `DistillationConfig` field.
         """
-        zeros = {name: 0.0 for name in LOSS_WEIGHT_NAMES}
+        zeros = {name: 0.0 for name in weight_fields(TASK_TERMS)}
         if stage == "intermediate":
             values = {**zeros, "embedding_weight": 1.0, "hidden_weight": 1.0, "attention_weight": 1.0}
             values["layer_map"] = "uniform"

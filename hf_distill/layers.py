@@ -1,12 +1,15 @@
-"""Layer maps, learned projection heads, and capture of pre-softmax attention scores.
+"""Layer maps, learned projection heads (and their files), and capture of pre-softmax attention scores.
 
-Three pieces the trainer needs to compare a student's intermediate layers with a teacher's:
+The pieces the trainer needs to compare a student's intermediate layers with a teacher's:
 
 - `resolve_layer_map` turns `layer_map` ("uniform", "last" or an explicit list) into the teacher
   layer ``g(m)`` for each student layer ``m``.
 - `DistillationHeads` holds the learned projections ``P_h``, ``P_e`` and the cosine one. It hooks
   into the student's own forward, so under DDP the projections are used inside the wrapped
   module's `forward` and their gradients are synchronised like any other parameter.
+- `install_heads`, `save_heads` and `load_heads_into` make any such heads module (this one, or the
+  retrieval family's) a submodule of the student that is kept out of the saved student and written
+  beside it as `distillation_heads.safetensors` + `distillation_heads.json`.
 - `AttentionScoreRecorder` records ``Q Kᵀ / √d_head`` per layer by hooking the query and key
   projections. It does not depend on the attention implementation (eager, sdpa, flash), so it
   works on transformers 4.57 and 5.x alike; HF's `output_attentions` returns post-softmax
@@ -15,13 +18,20 @@ Three pieces the trainer needs to compare a student's intermediate layers with a
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from typing import Optional, Sequence, Union
 
+import safetensors.torch
 import torch
 from torch import nn
 
+from .modeling import load_matching_state
+from .runs import HEADS_ATTRIBUTE, HEADS_CONFIG_NAME, HEADS_WEIGHTS_NAME
+
 LayerMap = Union[str, Sequence[int]]
+
 
 # (query, key) submodule names inside one encoder layer, by model family.
 _QUERY_KEY_NAMES = (
@@ -329,3 +339,46 @@ class DistillationHeads(nn.Module):
         hidden_states = getattr(output, "hidden_states", None)
         if self.active and hidden_states is not None:
             self.projected = self(hidden_states)
+
+
+def install_heads(student: nn.Module, heads: nn.Module, heads_path: Optional[str] = None) -> nn.Module:
+    """Makes `heads` part of the student: loaded from `heads_path` if given, on the student's device
+    and dtype, a submodule (so the optimizer, DDP and checkpoints see them) kept out of the saved
+    student, and run from the student's forward (`heads.attach(student)`). Returns `heads`."""
+    if heads_path:
+        load_heads_into(heads, heads_path)
+    heads.to(device=student.device, dtype=next(student.parameters()).dtype)
+    if heads.has_parameters:
+        student.add_module(HEADS_ATTRIBUTE, heads)
+        student._keys_to_ignore_on_save = [f"{HEADS_ATTRIBUTE}.{key}" for key in heads.state_dict()]
+    heads.attach(student)
+    return heads
+
+
+def save_heads(heads: nn.Module, output_dir: str) -> None:
+    """Writes `distillation_heads.safetensors` and `distillation_heads.json` (`heads.config_dict()`) into `output_dir`."""
+    os.makedirs(output_dir, exist_ok=True)
+    tensors = {key: value.detach().contiguous().cpu() for key, value in heads.state_dict().items()}
+    safetensors.torch.save_file(tensors, os.path.join(output_dir, HEADS_WEIGHTS_NAME), metadata={"format": "pt"})
+    with open(os.path.join(output_dir, HEADS_CONFIG_NAME), "w") as file:
+        json.dump(heads.config_dict(), file, indent=2)
+
+
+def load_heads_into(heads: nn.Module, path: str) -> None:
+    """Loads saved projection heads from a folder (or a `.safetensors` file) into `heads`.
+
+    Raises:
+        FileNotFoundError: When the folder has no heads file, instead of silently starting the
+            projections from scratch.
+        ValueError: When the saved heads do not fit (different widths, layers or losses).
+    """
+    file = path if path.endswith(".safetensors") else os.path.join(path, HEADS_WEIGHTS_NAME)
+    if not os.path.isfile(file):
+        raise FileNotFoundError(
+            f"No projection heads at {file}: the student has learned projections that this folder does not hold. "
+            f"Resume from a checkpoint written by a hf-distill trainer (it saves {HEADS_WEIGHTS_NAME}), or remove "
+            "distillation_heads_path to start the projections from scratch."
+        )
+    state = load_matching_state(file, heads.state_dict(), "these projection heads belong to another run; check the "
+                                "loss weights, projection and widths.")
+    heads.load_state_dict(state)

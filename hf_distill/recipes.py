@@ -73,20 +73,20 @@ class RecipeFamily:
         return _resolve(self.runner)
 
 
-_TASK_ARGUMENTS = ("hf_distill.arguments:ModelArguments", "hf_distill.arguments:DataArguments")
+_TASK_ARGUMENTS = ("hf_distill.tasks.arguments:ModelArguments", "hf_distill.tasks.arguments:DataArguments")
 
 RECIPE_FAMILIES: dict[str, RecipeFamily] = {
     "task": RecipeFamily(
         "task",
         (*_TASK_ARGUMENTS, "hf_distill.config:DistillationConfig"),
-        "hf_distill.run:run_recipe",
+        "hf_distill.tasks.run:run_recipe",
         "GLUE / IMDB: fine-tune a teacher, distil a student (DistilBERT, TinyBERT), no-teacher baselines.",
     ),
     "general": RecipeFamily(
         "general",
-        ("hf_distill.general_arguments:GeneralModelArguments", "hf_distill.general_arguments:TextDataArguments",
+        ("hf_distill.general.arguments:GeneralModelArguments", "hf_distill.general.arguments:TextDataArguments",
          "hf_distill.config:DistillationConfig"),
-        "hf_distill.general:run_general",
+        "hf_distill.general.run:run_general",
         "Raw text, no labels: DistilBERT's masked-LM pre-training distillation, TinyBERT's general stage.",
     ),
     "retrieval": RecipeFamily(
@@ -99,7 +99,7 @@ RECIPE_FAMILIES: dict[str, RecipeFamily] = {
     ),
     "mutual": RecipeFamily(
         "mutual",
-        ("hf_distill.online.config:PeerArguments", "hf_distill.arguments:DataArguments",
+        ("hf_distill.online.config:PeerArguments", "hf_distill.tasks.arguments:DataArguments",
          "hf_distill.online.config:MutualLearningConfig"),
         "hf_distill.online.run:run_mutual",
         "Deep mutual learning: two or more peers teach each other, no trained teacher.",

@@ -28,18 +28,7 @@ Linear values are ``start + (end − start) · step / max_steps``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
-
-WEIGHT_NAMES = (
-    "task_weight",
-    "kd_weight",
-    "mlm_weight",
-    "cosine_weight",
-    "hidden_weight",
-    "embedding_weight",
-    "attention_weight",
-)
-SCHEDULABLE = ("temperature", *WEIGHT_NAMES)
+from typing import Any, Mapping, Optional, Sequence
 
 
 def _check_value(name: str, value: Any, where: str) -> float:
@@ -52,9 +41,12 @@ def _check_value(name: str, value: Any, where: str) -> float:
     return float(value)
 
 
-def _check_name(name: str, where: str) -> None:
-    if name not in SCHEDULABLE:
-        raise ValueError(f"schedule: {where}unknown value {name!r}; the schedulable ones are {list(SCHEDULABLE)}.")
+def _check_name(name: str, where: str, schedulable: Sequence[str]) -> None:
+    if name not in schedulable:
+        raise ValueError(
+            f"schedule: {where}unknown value {name!r} (values that do not apply to this config are refused); the "
+            f"schedulable ones are {list(schedulable)}."
+        )
 
 
 @dataclass(frozen=True)
@@ -71,8 +63,9 @@ class LossSchedule:
 
     Args:
         spec (`Mapping[str, Any]`): The schedule, in one of the forms of this module's docstring.
-        base (`Mapping[str, float]`): The config's own values (`temperature` and every `*_weight`),
-            used for whatever the schedule does not name.
+        base (`Mapping[str, float]`): The config's own values (`temperature` and the weight of each of
+            its family's loss terms), used for whatever the schedule does not name. Its keys are the
+            values a schedule may change.
 
     Raises:
         ValueError: When the schedule names an unknown value, has a bad type or range, or mixes
@@ -82,16 +75,17 @@ class LossSchedule:
     def __init__(self, spec: Mapping[str, Any], base: Mapping[str, float]):
         if not isinstance(spec, Mapping) or not spec:
             raise ValueError(f"schedule must be a non-empty mapping, got {spec!r}.")
-        self.base = {name: float(base[name]) for name in SCHEDULABLE}
+        self.schedulable = tuple(base)
+        self.base = {name: float(value) for name, value in base.items()}
         self.stages: Optional[list[tuple[float, dict[str, float]]]] = None
         self.curves: dict[str, _Linear] = {}
         if "stages" in spec:
             if len(spec) > 1:
                 raise ValueError("schedule: give either 'stages' or per-value schedules, not both.")
-            self.stages = self._parse_stages(spec["stages"])
+            self.stages = self._parse_stages(spec["stages"], self.schedulable)
         else:
             for name, value in spec.items():
-                _check_name(name, "")
+                _check_name(name, "", self.schedulable)
                 self.curves[name] = self._parse_curve(name, value)
 
     @staticmethod
@@ -112,7 +106,7 @@ class LossSchedule:
         return _Linear(_check_value(name, value["start"], ""), _check_value(name, value["end"], ""))
 
     @staticmethod
-    def _parse_stages(stages: Any) -> list[tuple[float, dict[str, float]]]:
+    def _parse_stages(stages: Any, schedulable: Sequence[str]) -> list[tuple[float, dict[str, float]]]:
         if not isinstance(stages, (list, tuple)) or not stages:
             raise ValueError("schedule: 'stages' must be a non-empty list of mappings with 'epochs'.")
         parsed, start = [], 0.0
@@ -126,7 +120,7 @@ class LossSchedule:
             values = {}
             for name, value in stage.items():
                 if name != "epochs":
-                    _check_name(name, where)
+                    _check_name(name, where, schedulable)
                     values[name] = _check_value(name, value, where)
             parsed.append((start, values))
             start += float(epochs)
@@ -141,7 +135,7 @@ class LossSchedule:
             max_steps (`int`): Total optimizer steps of the run.
 
         Returns:
-            `dict[str, float]`: `temperature` and every `*_weight`.
+            `dict[str, float]`: `temperature` and every weight of the family.
         """
         values = dict(self.base)
         if self.stages is not None:
@@ -159,7 +153,7 @@ class LossSchedule:
         """The largest value each weight ever takes: which losses, teachers and heads must exist."""
         values = dict(self.base)
         if self.stages is not None:
-            for name in SCHEDULABLE:
+            for name in self.schedulable:
                 stage_values = [stage.get(name, self.base[name]) for _, stage in self.stages]
                 values[name] = max(stage_values)
         else:

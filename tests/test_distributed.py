@@ -10,7 +10,7 @@ import pytest
 import safetensors.torch
 import torch
 
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_worker.py")
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helpers", "distributed_worker.py")
 ROOT = os.path.dirname(os.path.dirname(WORKER))
 # Same data, same global batch (2 x 4 vs 1 x 8), different padding per process and a different
 # summation order in the all-reduce: float32 round-off is all that may differ (measured: 4e-7).
@@ -61,7 +61,7 @@ def test_loss_trajectory_and_weights_match_one_process_with_the_same_global_batc
     assert len(ddp["logs"]) == len(single["logs"]) == 6
     for step, (a, b) in enumerate(zip(ddp["logs"], single["logs"]), start=1):
         assert a["loss"] == pytest.approx(b["loss"], abs=LOSS_ATOL), f"loss at step {step}"
-        for key in ("loss_task", "loss_kd", "loss_cos", "loss_hidden", "loss_emb", "loss_att"):
+        for key in ("loss_task", "loss_kd", "loss_cosine", "loss_hidden", "loss_embedding", "loss_attention"):
             assert a[key] == pytest.approx(b[key], rel=TERM_RTOL), f"{key} at step {step}"
     ddp_weights = safetensors.torch.load_file(ddp_dir / "rank0.safetensors")
     single_weights = safetensors.torch.load_file(single_dir / "rank0.safetensors")

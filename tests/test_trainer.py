@@ -13,7 +13,7 @@ from transformers import (
 )
 
 from hf_distill import DistillationTrainer, NonFiniteLossError, create_student, losses
-from hf_distill.trainer import HEADS_WEIGHTS_NAME
+from hf_distill.runs import HEADS_WEIGHTS_NAME
 from tests.conftest import (
     ALL_TERMS,
     StopAfter,
@@ -60,11 +60,11 @@ def test_total_loss_is_the_documented_weighted_sum(tmp_path):
         expected = {
             "task": s.loss,
             "kd": losses.kl_divergence_loss(s.logits, t.logits, 2.0),
-            "cos": losses.cosine_hidden_loss(heads.cosine(s.hidden_states[-1]), t.hidden_states[-1], mask),
-            "emb": losses.hidden_mse_loss(heads.embedding(s.hidden_states[0]), t.hidden_states[0], mask),
+            "cosine": losses.cosine_hidden_loss(heads.cosine(s.hidden_states[-1]), t.hidden_states[-1], mask),
+            "embedding": losses.hidden_mse_loss(heads.embedding(s.hidden_states[0]), t.hidden_states[0], mask),
             "hidden": sum(losses.hidden_mse_loss(heads.hidden[0](s.hidden_states[m]), t.hidden_states[g[m - 1]], mask)
                           for m in (1, 2)),
-            "att": sum(
+            "attention": sum(
                 losses.attention_score_mse_loss(
                     manual_scores(student.bert.encoder.layer[m - 1], s.hidden_states[m - 1], 4),
                     manual_scores(teacher.bert.encoder.layer[g[m - 1] - 1], t.hidden_states[g[m - 1] - 1], 4),
@@ -73,7 +73,7 @@ def test_total_loss_is_the_documented_weighted_sum(tmp_path):
                 for m in (1, 2)
             ),
         }
-    weights = {"task": 0.3, "kd": 0.7, "cos": 1.1, "hidden": 1.3, "emb": 1.7, "att": 0.9}
+    weights = {"task": 0.3, "kd": 0.7, "cosine": 1.1, "hidden": 1.3, "embedding": 1.7, "attention": 0.9}
     manual = sum(weights[k] * v for k, v in expected.items())
     assert all(v > 0 for v in expected.values())
     assert total.item() == pytest.approx(manual.item(), rel=1e-5)
@@ -111,7 +111,7 @@ def test_gradient_accumulation_is_exact_with_uneven_padding(tmp_path):
     assert any("distillation_heads" in k for k in full)
     for name in full:
         torch.testing.assert_close(accumulated[name], full[name], atol=1e-6, rtol=1e-5, msg=name)
-    for key in ("loss", "loss_kd", "loss_hidden", "loss_att", "loss_emb", "loss_cos", "loss_task"):
+    for key in ("loss", "loss_kd", "loss_hidden", "loss_attention", "loss_embedding", "loss_cosine", "loss_task"):
         assert acc_log[0][key] == pytest.approx(full_log[0][key], rel=1e-4), key
 
 
@@ -135,7 +135,7 @@ def test_terms_are_logged_and_teacher_stays_frozen_in_eval_mode(tmp_path):
     changed = [not torch.equal(heads_before[k], v) for k, v in trainer.distillation_heads.state_dict().items()]
     assert all(changed)  # the projections are trained
     log = trainer.state.log_history[0]
-    for term in ("loss_task", "loss_kd", "loss_cos", "loss_hidden", "loss_emb", "loss_att"):
+    for term in ("loss_task", "loss_kd", "loss_cosine", "loss_hidden", "loss_embedding", "loss_attention"):
         assert term in log and log[term] > 0
 
 
@@ -343,7 +343,7 @@ def test_bf16_autocast_with_huge_logits_stays_finite(tmp_path, fresh_accelerator
     trainer.train()  # NonFiniteLossError would stop it
     assert dtypes and all(d == torch.bfloat16 for d in dtypes)  # the teacher ran under the same autocast
     log = trainer.state.log_history[0]
-    assert log["loss_kd"] > 1.0 and log["loss_att"] > 1e6 and math.isfinite(log["loss"])
+    assert log["loss_kd"] > 1.0 and log["loss_attention"] > 1e6 and math.isfinite(log["loss"])
 
 
 def with_unlabelled(dataset, every=3, missing=-1):

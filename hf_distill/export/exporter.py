@@ -56,8 +56,8 @@ def _parity_feeds(spec: ModelSpec, model, preprocessor, session, texts, max_leng
 
 def _load_task(task_name: str, preprocessor, data_dir, train_file, validation_file, max_seq_length: int,
                calibration_samples: int, max_eval_samples: Optional[int], seed: int):
-    from ..arguments import DataArguments
-    from ..tasks import load_task_data
+    from ..tasks.arguments import DataArguments
+    from ..tasks.data import load_task_data
 
     data_args = DataArguments(task_name=task_name, data_dir=data_dir, train_file=train_file,
                               validation_file=validation_file, max_seq_length=max_seq_length,

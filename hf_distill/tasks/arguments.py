@@ -1,0 +1,144 @@
+"""The model and data arguments of a task recipe (the third dataclass is `DistillationConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..students import LAYER_SELECTIONS
+
+
+@dataclass
+class ModelArguments:
+    """Which models a recipe trains and how the student is built.
+
+    Parameters:
+        model_name_or_path (`str`, *optional*):
+            The model to fine-tune (teacher recipes, no-teacher baselines), or the base the student is
+            built from when `student_model_name_or_path` is not set. Defaults to the teacher.
+        student_model_name_or_path (`str`, *optional*):
+            A ready student, e.g. the output of TinyBERT's intermediate stage.
+        student_layers (`str`, *optional*):
+            0-based layers of the base to copy into the student, e.g. `"0,2,4"` (DistilBERT-style).
+        student_num_layers (`int`, *optional*):
+            Number of student layers: layers of the base picked by `student_layer_selection`, or the
+            depth of a narrower student with `student_hidden_size`.
+        student_layer_selection (`str`, defaults to `"uniform"`):
+            Which layers `student_num_layers` copies: `"uniform"` (evenly spaced, first and last
+            included: DistilBERT's choice) or `"block_top"` (the top layer of each of M equal blocks:
+            the layers TinyBERT's uniform layer map matches, e.g. 1,3,5 of 6). `student_layers` wins.
+        student_hidden_size (`int`, *optional*):
+            Width of a randomly initialised, narrower student (TinyBERT-style).
+        student_intermediate_size (`int`, *optional*):
+            Feed-forward width of the narrower student (defaults to 4 x hidden).
+        student_num_attention_heads (`int`, *optional*):
+            Heads of the narrower student (defaults to the teacher's).
+        tokenizer_name (`str`, *optional*):
+            Tokenizer to use, defaults to the one saved with the teacher (or the model).
+        attn_implementation (`str`, defaults to `"eager"`):
+            Attention implementation of the loaded models.
+        trust_remote_code (`bool`, defaults to `False`):
+            Allow models whose code lives on the Hub. Off unless you trust the repository.
+        use_safetensors (`bool`, defaults to `True`):
+            Load safetensors weights only; set to false to allow pickle (.bin) weights you trust.
+    """
+
+    model_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Model to fine-tune, or the base the student is built from (defaults to the teacher)."},
+    )
+    student_model_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "A ready student, e.g. the output of TinyBERT's intermediate stage."}
+    )
+    student_layers: Optional[str] = field(
+        default=None, metadata={"help": "0-based layers of the base to copy into the student, e.g. '0,2,4'."}
+    )
+    student_num_layers: Optional[int] = field(
+        default=None,
+        metadata={"help": "Student depth: evenly spaced layers of the base, or the depth of a narrower student."},
+    )
+    student_layer_selection: str = field(
+        default="uniform",
+        metadata={"help": "Layers student_num_layers copies: 'uniform' (evenly spaced, DistilBERT) or 'block_top' "
+                          "(the layers TinyBERT's uniform layer map matches, e.g. 1,3,5 of 6).",
+                  "choices": list(LAYER_SELECTIONS)},
+    )
+    student_hidden_size: Optional[int] = field(
+        default=None, metadata={"help": "Width of a randomly initialised, narrower student (TinyBERT-style)."}
+    )
+    student_intermediate_size: Optional[int] = field(
+        default=None, metadata={"help": "Feed-forward width of the narrower student (defaults to 4 x hidden)."}
+    )
+    student_num_attention_heads: Optional[int] = field(
+        default=None, metadata={"help": "Attention heads of the narrower student (defaults to the teacher's)."}
+    )
+    tokenizer_name: Optional[str] = field(
+        default=None, metadata={"help": "Tokenizer to use; defaults to the teacher's (or the model's)."}
+    )
+    attn_implementation: str = field(
+        default="eager", metadata={"help": "Attention implementation of the loaded models (eager, sdpa)."}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow model code from the Hub. Off unless you trust the repository."}
+    )
+    use_safetensors: bool = field(
+        default=True, metadata={"help": "Load safetensors weights only; false allows pickle weights you trust."}
+    )
+
+    @property
+    def layer_list(self) -> Optional[list[int]]:
+        if self.student_layers is None:
+            return None
+        return [int(part) for part in str(self.student_layers).strip("[]").split(",") if part.strip()]
+
+
+@dataclass
+class DataArguments:
+    """What a recipe trains and evaluates on.
+
+    Parameters:
+        task_name (`str`):
+            A GLUE task (`cola`, `sst2`, `mrpc`, `stsb`, `qqp`, `mnli`, `qnli`, `rte`, `wnli`) or `imdb`
+            (the offline IMDB reviews that pip installs).
+        data_dir (`str`, *optional*):
+            Local GLUE data in the original release layout (`<dir>/SST-2/train.tsv`, ...). Without it
+            (and without files), GLUE comes from the Hub (`nyu-mll/glue`).
+        train_file (`str`, *optional*):
+            CSV or JSON training file with the task's columns. With `data_dir`, it replaces the folder's
+            `train.tsv` (e.g. the output of `hf-distill augment`) and the folder still gives the dev set.
+        validation_file (`str`, *optional*):
+            CSV or JSON validation file with the task's columns (with `data_dir`, it replaces the dev set).
+        max_seq_length (`int`, defaults to 128):
+            Tokens per example after truncation.
+        max_train_samples (`int`, *optional*):
+            Train on a random subset of this size (seeded), to fit CPU time.
+        max_eval_samples (`int`, *optional*):
+            Evaluate on a random subset of this size (seeded).
+    """
+
+    task_name: str = field(
+        default="sst2",
+        metadata={"help": "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or 'imdb' (offline)."},
+    )
+    data_dir: Optional[str] = field(
+        default=None, metadata={"help": "Local GLUE data in the original layout (<dir>/SST-2/train.tsv, ...)."}
+    )
+    train_file: Optional[str] = field(default=None, metadata={"help": "CSV/JSON training file with the task's columns."})
+    validation_file: Optional[str] = field(
+        default=None, metadata={"help": "CSV/JSON validation file with the task's columns."}
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Tokens per example after truncation."})
+    max_train_samples: Optional[int] = field(
+        default=None, metadata={"help": "Train on a seeded random subset of this size (to fit CPU time)."}
+    )
+    max_eval_samples: Optional[int] = field(
+        default=None, metadata={"help": "Evaluate on a seeded random subset of this size."}
+    )
+
+    def __post_init__(self):
+        if self.max_seq_length < 8:
+            raise ValueError(f"max_seq_length must be at least 8, got {self.max_seq_length}.")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive number of examples, got {value}.")
