@@ -34,3 +34,19 @@ def test_python_example_runs_and_saves_a_loadable_student(tmp_path, monkeypatch)
     assert namespace["trainer"].state.global_step > 0
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student")
     assert student.config.num_hidden_layers == 3
+
+    # `hf-distill card` on the folder the example saved: the same card as a CLI run, from the trainer's record.
+    from huggingface_hub import ModelCard
+
+    from hf_distill.cli import main
+
+    assert main(["card", "student"]) == 0
+    card = ModelCard.load(tmp_path / "student" / "README.md")
+    text = card.text
+    assert "distilled from the 6-layer teacher `runs/demo/teacher`" in text  # the teacher's name_or_path
+    for row in ("loss term `kd`", "loss term `task`", "loss term `cosine`", "temperature T | 2"):
+        assert row in text, row  # the recipe
+    accuracy = namespace["trainer"].state.log_history[-1]["eval_accuracy"]
+    assert f"| eval | accuracy | {accuracy:.4f} |" in text  # the score the trainer measured
+    assert "evaluation data" not in text and "None" not in text
+    assert card.data.get("model_name") == "student" and "distillation" in card.data.tags

@@ -295,6 +295,12 @@ def _summary(results: dict[str, Any]) -> str:
     student, teacher = results.get("student") or {}, results.get("teacher") or {}
     data = dataset_info(results)
     what = f"a {student.get('num_layers', '?')}-layer `{student.get('architecture', 'model')}`"
+    parts = {folder: part for folder, part in (results.get("parts") or {}).items() if folder != "."}
+    if parts:
+        peers = ", ".join(f"`{folder}/` ({part.get('num_layers', '?')}-layer `{part.get('architecture')}`)"
+                          for folder, part in parts.items())
+        return (f"This repository holds {len(parts)} models trained together by deep mutual learning on {data['name']} "
+                f"with hf-distill, without a trained teacher: {peers}.")
     if teacher:
         return (f"This model is {what} ({_fmt_int(student.get('parameters'))} parameters) distilled from the "
                 f"{teacher.get('num_layers', '?')}-layer teacher `{teacher.get('path')}` "
@@ -325,7 +331,7 @@ def recipe_rows(results: dict[str, Any]) -> tuple[list[dict[str, str]], str]:
     rows = []
     for term, weight in weights.items():
         label = _term_description(results, term)
-        if term == "kd":
+        if term == "kd" and recipe.get("kd_loss"):
             label += f": {_KD_LOSS_NAMES.get(recipe.get('kd_loss'), recipe.get('kd_loss'))}"
         rows.append({"label": f"loss term `{term}` ({label})", "value": f"weight {weight:g}"})
     formula = " + ".join(f"{weight:g}·L_{term}" for term, weight in weights.items())
@@ -455,6 +461,25 @@ def _data_source(results: dict[str, Any]) -> str:
     return f"Task `{task}`."
 
 
+_LOSSES_MODULES = {"task": "hf_distill.losses", "general": "hf_distill.losses", "retrieval": "hf_distill.retrieval.losses",
+                   "mutual": "hf_distill.online.losses", "self_distillation": "hf_distill.online.losses"}
+
+
+def _usage_code(results: dict[str, Any], repo_id: str, pipeline_tag: Optional[str]) -> str:
+    """The card's code example: a pipeline for a classifier, a model in its subfolder for a run of several models."""
+    folders = [folder for folder in (results.get("parts") or {}) if folder != "."]
+    architecture = (results.get("student") or {}).get("architecture") or ""
+    auto = "AutoModelForSequenceClassification" if architecture.endswith("ForSequenceClassification") else "AutoModel"
+    if folders:
+        return (f"from transformers import {auto}, AutoTokenizer\n\n"
+                f"model = {auto}.from_pretrained(\"{repo_id}\", subfolder=\"{folders[0]}\")")
+    if pipeline_tag:
+        return (f"from transformers import pipeline\n\nclassifier = pipeline(\"{pipeline_tag}\", model=\"{repo_id}\")\n"
+                f"print({_usage_example(results)})")
+    return (f"from transformers import AutoModel, AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\")\n"
+            f"model = AutoModel.from_pretrained(\"{repo_id}\")")
+
+
 def _usage_example(results: dict[str, Any]) -> str:
     glue = _glue_task(results.get("task"))
     if glue is not None and len(glue.text_columns) == 2:
@@ -508,7 +533,8 @@ def build_model_card(
     recipe, formula = recipe_rows(results)
     glue = _glue_task(results.get("task"))
     labels = _labels(model_dir)
-    use = _GLUE_USES.get(results.get("task") or "", f"the task `{results.get('task')}`")
+    use = _GLUE_USES.get(results.get("task") or "", f"the task `{results.get('task')}`" if results.get("task")
+                         else "the task of the data it was trained on (not recorded by the trainer)")
     intended = use + (f", with the labels {', '.join(labels)}" if labels and not (
         glue is not None and glue.is_regression) else "") + "."
     retention = results.get("retention_percent")
@@ -532,7 +558,8 @@ def build_model_card(
         comparison=comparison_rows(results, export_raw),
         other_metrics=_other_metric_rows(results),
         loading_note=_loading_note(results),
-        usage_example=_usage_example(results),
+        usage_code=_usage_code(results, repo_id or model_dir, card_data.pipeline_tag),
+        losses_module=_LOSSES_MODULES.get(results.get("recipe_family") or "task", "hf_distill.losses"),
         recipe=recipe,
         loss_formula=formula,
         reproduce=_reproduce(results),
@@ -570,8 +597,8 @@ def _loading_note(results: dict[str, Any]) -> str:
 
 def _scores_note(results: dict[str, Any]) -> str:
     if results.get("recorded_by") == "trainer":
-        return ("Scores are the student's metrics from the trainer's last `evaluate()` on its `eval_dataset` (the "
-                "teacher's score was not measured).")
+        return ("Scores are the metrics of the trainer's last `evaluate()` on its `eval_dataset`"
+                + (" (the teacher's score was not measured)." if results.get("teacher") else "."))
     return ("Scores are on the evaluation split described under [Training data](#training-data), measured by "
             "`hf-distill train` at the end of the run with the student alone (no teacher, no projection heads).")
 

@@ -180,3 +180,33 @@ def test_checkpoint_hub_strategies_are_refused(tmp_path):
     with pytest.raises(ValueError, match="hub_strategy='checkpoint' uploads whole checkpoints"):
         DistillationTrainer(model=tiny_teacher(1, num_hidden_layers=2), teacher_model=tiny_teacher(),
                             args=config, train_dataset=random_classification_dataset())
+
+
+def test_push_to_hub_of_a_mutual_learning_run_uploads_only_the_allow_listed_parts(tmp_path, monkeypatch):
+    """`push_to_hub=True` on a deep-mutual-learning run (a model made of parts): each peer's model files, the layout
+    file, the card and results.json; never training_args.bin, checkpoints or the token."""
+    from hf_distill.online import MutualLearningModel, MutualLearningTrainer
+    from tests.conftest import pad_collator, random_classification_dataset
+    from tests.online.test_mutual import dml_args, tiny_peers
+
+    hub = RecordingApi()
+    hub.install(monkeypatch)
+    monkeypatch.setattr("transformers.trainer.create_repo", lambda repo_id, **kwargs: SimpleNamespace(repo_id=repo_id),
+                        raising=False)
+    args = dml_args(tmp_path / "dml", max_steps=2, save_strategy="steps", save_steps=1, push_to_hub=True,
+                    hub_model_id="me/tiny-peers", hub_token=FAKE_TOKEN)
+    trainer = MutualLearningTrainer(model=MutualLearningModel(tiny_peers()), args=args,
+                                    train_dataset=random_classification_dataset(8), data_collator=pad_collator)
+    trainer.train()
+    trainer.push_to_hub()
+    commits = hub.named("create_commit")
+    assert commits and all(call[1][0] == "me/tiny-peers" for call in commits)
+    peer_files = {f"peer_{i}/{name}" for i in (0, 1) for name in ("config.json", "model.safetensors")}
+    expected = peer_files | {"mutual_learning.json", "README.md", "results.json"}
+    for _, _, kwargs, token in commits:
+        assert set(kwargs["files"]) <= expected
+        assert token == FAKE_TOKEN and all(FAKE_TOKEN.encode() not in c for c in kwargs["files"].values())
+    assert set(commits[-1][2]["files"]) == expected
+    card = commits[-1][2]["files"]["README.md"].decode()
+    assert "subfolder=" in card and "peer_0/" in card  # each peer loads on its own
+    assert files_holding(str(tmp_path), FAKE_TOKEN) == []
