@@ -7,9 +7,12 @@ from `__init__`, the recipe runners before loading what they do not need yet.
 
 from __future__ import annotations
 
+import fnmatch
 import os
-from typing import TYPE_CHECKING, Any, Optional
+import shutil
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
+from .runs import PARTIAL_CHECKPOINT_PREFIX, RESULTS_NAME, RUN_FINGERPRINT_NAME
 from .terms import TEACHER_LOGITS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,6 +22,124 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import DistillationConfigBase
 
 LABEL_COLUMNS = ("labels", "label", "label_ids")
+# What marks a folder as holding a run: its record, a saved model (or the peers of a mutual-learning run), checkpoints.
+_RUN_FILES = (RESULTS_NAME, "model.safetensors", "model-*-of-*.safetensors", "pytorch_model.bin", "peer_*",
+              "checkpoint-*", "early_exit_heads.safetensors")
+
+
+class RunFolderError(FileExistsError):
+    """An output folder that holds another run, which training would overwrite or mix with."""
+
+
+def previous_run_entries(output_dir: str) -> list[str]:
+    """The entries of `output_dir` that belong to an earlier run (its record, its model, its checkpoints)."""
+    if not os.path.isdir(output_dir):
+        return []
+    return sorted(name for name in os.listdir(output_dir) if any(fnmatch.fnmatch(name, p) for p in _RUN_FILES))
+
+
+def check_output_dir(output_dir: str, overwrite: bool, resume: Any) -> None:
+    """Refuses an `output_dir` that holds a finished run or checkpoints of another run (unless resuming one).
+
+    Args:
+        output_dir (`str`): The run's output folder.
+        overwrite (`bool`): `overwrite_output_dir`: the earlier run is replaced (`clear_previous_run`).
+        resume: `resume_from_checkpoint`: resuming continues the run of the folder (checked against its
+            fingerprint when training starts).
+
+    Raises:
+        RunFolderError: Naming what the folder holds and the two ways out.
+    """
+    if resume or overwrite:
+        return
+    found = previous_run_entries(output_dir)
+    if found:
+        shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+        raise RunFolderError(
+            f"{output_dir} already holds a run ({shown}); training into it would overwrite that run or mix with its "
+            "checkpoints. Write to a new folder (--output_dir NEW), or pass --overwrite_output_dir true to replace it "
+            "(its checkpoints and results.json are deleted first)."
+        )
+
+
+def clear_previous_run(output_dir: str) -> list[str]:
+    """With `overwrite_output_dir`: deletes the earlier run's checkpoints (complete and partial), its `results.json`
+    and its fingerprint, so nothing of it mixes with the new run. Returns what was deleted."""
+    if not os.path.isdir(output_dir):
+        return []
+    removed = []
+    for name in sorted(os.listdir(output_dir)):
+        path = os.path.join(output_dir, name)
+        is_checkpoint = os.path.isdir(path) and (name.startswith("checkpoint-") or name.startswith(PARTIAL_CHECKPOINT_PREFIX))
+        if is_checkpoint:
+            shutil.rmtree(path)
+            removed.append(name)
+        elif name in (RESULTS_NAME, RUN_FINGERPRINT_NAME) and os.path.isfile(path):
+            os.remove(path)
+            removed.append(name)
+    return removed
+
+
+def check_writable(output_dir: str, needed_bytes: Optional[int] = None) -> None:
+    """The output folder can be written (or created), and its disk has room for one checkpoint. Creates nothing.
+
+    Args:
+        output_dir (`str`): The run's output folder.
+        needed_bytes (`int`, *optional*): The estimated size of one checkpoint.
+
+    Raises:
+        PermissionError: When the folder (or the folder it would be created in) cannot be written.
+        OSError: When the disk has less free space than one checkpoint needs.
+    """
+    folder = os.path.abspath(os.path.expanduser(output_dir))
+    existing = folder
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    writable = os.access(existing, os.W_OK | os.X_OK)
+    if writable and existing == folder:  # access() can say yes on read-only mounts: try a file
+        probe = os.path.join(folder, f".hf-distill-write-test-{os.getpid()}")
+        try:
+            with open(probe, "w") as file:
+                file.write("ok")
+            os.remove(probe)
+        except OSError:
+            writable = False
+    if not writable:
+        where = output_dir if existing == folder else f"{existing} (where {output_dir} would be created)"
+        raise PermissionError(
+            f"Cannot write to {where}: the run could not save its model. Choose a folder you can write to "
+            "(--output_dir)."
+        )
+    if needed_bytes:
+        free = shutil.disk_usage(existing).free
+        if free < needed_bytes:
+            raise OSError(
+                f"The disk holding {output_dir} has {free / 1e6:,.0f} MB free but one checkpoint of this run needs about "
+                f"{needed_bytes / 1e6:,.0f} MB (weights and optimizer state): free space, or choose another --output_dir."
+            )
+
+
+def checkpoint_bytes(num_parameters: int, save_only_model: bool = False, bytes_per_parameter: int = 4) -> int:
+    """The size of one checkpoint: the weights, and Adam's two moments unless `save_only_model`."""
+    return num_parameters * bytes_per_parameter * (1 if save_only_model else 3)
+
+
+def weights_bytes(path: Optional[str]) -> int:
+    """The size of a local model folder's weight files (0 for a Hub id or a missing folder)."""
+    if not path or not os.path.isdir(os.path.expanduser(path)):
+        return 0
+    folder = os.path.expanduser(path)
+    return sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder)
+               if name.endswith((".safetensors", ".bin")) and name != "training_args.bin")
+
+
+def check_run_folder(args: Any, model_paths: tuple = ()) -> None:
+    """What a recipe runner checks before it loads anything: the output folder is free (or resumed, or to be
+    overwritten) and writable, with room for a checkpoint of the largest model among `model_paths` (local folders)."""
+    check_output_dir(args.output_dir, args.overwrite_output_dir, args.resume_from_checkpoint)
+    largest = max((weights_bytes(path) for path in model_paths), default=0)
+    saves = str(getattr(args.save_strategy, "value", args.save_strategy)) != "no"
+    check_writable(args.output_dir, largest * (1 if args.save_only_model or not saves else 3))
 
 
 def is_masked_lm(model: "nn.Module") -> bool:
@@ -188,10 +309,142 @@ def check_same_tokenizer(tokenizer: Any, other_path: str, what: str) -> None:
     other = AutoTokenizer.from_pretrained(other_path)
     if other.get_vocab() != tokenizer.get_vocab():
         raise ValueError(
-            f"The {what} at {other_path} was saved with a different tokenizer than the teacher's "
-            f"({len(other)} vs {len(tokenizer)} tokens, or different ids): teacher and student must share one "
-            "tokenizer. Build the student from the teacher (student_layers / student_num_layers)."
+            f"The {what} at {other_path} was saved with a different tokenizer than the "
+            f"{'teacher' if what != 'teacher' else 'run'}'s ({len(other)} vs {len(tokenizer)} tokens, or the same tokens "
+            "with different ids): teacher and student "
+            "must share one tokenizer. Use the teacher's tokenizer (drop tokenizer_name), or build the student from the "
+            "teacher (student_layers / student_num_layers)."
         )
+
+
+def check_text_file(path: str, encoding: str = "utf-8", min_rows: int = 1, header: bool = False) -> int:
+    """A data file is there, is text in `encoding`, and has rows; returns its number of non-empty lines.
+
+    Args:
+        path (`str`): The file.
+        encoding (`str`, defaults to `"utf-8"`): Its text encoding (a UTF-8 byte-order mark is allowed).
+        min_rows (`int`, defaults to 1): Rows it must have, besides the header.
+        header (`bool`, defaults to `False`): Whether its first non-empty line is a header (CSV, TSV).
+
+    Raises:
+        FileNotFoundError: When the file does not exist.
+        ValueError: For bytes that are not `encoding` text (naming the line and column), or too few rows.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"The data file {path} does not exist.")
+    with open(path, "rb") as file:
+        data = file.read()
+    try:
+        data.decode("utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise ValueError(
+            f"{path}, line {line}, column {column}: byte 0x{data[error.start]:02x} is not {encoding} text. Re-save the "
+            f"file as {encoding} (e.g. `iconv -f latin1 -t utf-8`), or fix that line."
+        ) from None
+    lines = sum(1 for line in data.splitlines() if line.strip())
+    if lines - (1 if header else 0) < min_rows:
+        what = "a header but no rows" if header and lines else "no rows"
+        raise ValueError(f"{path} has {what}: give it at least {min_rows} example(s).")
+    return lines
+
+
+def check_text_column(dataset: Any, columns: Sequence[str], source: str) -> None:
+    """Every example has text in `columns` (not empty, not null): tokenizers fail on `None` with an unclear error.
+
+    Raises:
+        ValueError: Naming the file, the column and the first rows without text (1-based, header not counted).
+    """
+    for column in columns:
+        if column not in dataset.column_names:
+            continue
+        empty = [index for index, text in enumerate(dataset[column]) if text is None or not str(text).strip()]
+        if empty:
+            rows = ", ".join(str(index + 1) for index in empty[:5]) + (" ..." if len(empty) > 5 else "")
+            raise ValueError(
+                f"{source}: {len(empty):,} example(s) have no text in column {column!r} (rows {rows}): fill them in or "
+                "drop those rows."
+            )
+
+
+# Models whose position ids start after the padding index: their table holds `max_position_embeddings - 2` tokens.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text")
+
+
+def position_limit(config: Any) -> Optional[int]:
+    """How many tokens a model's position table holds (`None` when it has none, e.g. rotary positions)."""
+    config = getattr(config, "text_config", None) or config
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return None
+    return int(limit) - (2 if getattr(config, "model_type", "") in _OFFSET_POSITIONS else 0)
+
+
+def fit_sequence_length(max_seq_length: int, model_paths: dict[str, Optional[str]], trust_remote_code: bool = False) -> int:
+    """`max_seq_length` capped to the position table of every model (read from `config.json`, before weights load).
+
+    A longer `max_seq_length` would crash at the first long example (or only at evaluation); texts are truncated
+    to the smallest table instead, and a warning says so once.
+
+    Args:
+        max_seq_length (`int`): The recipe's truncation length.
+        model_paths (`dict[str, str]`): What each model is (`"teacher"`, ...) -> its folder or Hub id.
+        trust_remote_code (`bool`, defaults to `False`): Passed to `AutoConfig`.
+
+    Returns:
+        `int`: The length the texts are truncated to.
+    """
+    import logging
+
+    from transformers import AutoConfig
+
+    fitted, limits = max_seq_length, []
+    for what, path in model_paths.items():
+        if not path:
+            continue
+        try:
+            config = AutoConfig.from_pretrained(os.path.expanduser(path), trust_remote_code=trust_remote_code)
+        except (OSError, ValueError):
+            continue  # a missing or unreadable model is reported by the code that loads it, with its own fix
+        limit = position_limit(config)
+        if limit is not None and limit < fitted:
+            fitted, limits = limit, [*limits, f"the {what} at {path} reads {limit} positions"]
+    if fitted < max_seq_length:
+        logging.getLogger(__name__).warning(
+            "max_seq_length=%d is longer than %s: texts are truncated to %d tokens.", max_seq_length,
+            " and ".join(limits), fitted)
+    return fitted
+
+
+def longest_sequence(dataset: Any, column: str = "input_ids") -> Optional[int]:
+    """The longest tokenized example of a `datasets.Dataset` (`None` for other datasets or without the column)."""
+    from datasets import Dataset
+
+    if not isinstance(dataset, Dataset) or column not in dataset.column_names or len(dataset) == 0:
+        return None
+    import pyarrow.compute as pc
+
+    return int(pc.max(pc.list_value_length(dataset.data.column(column))).as_py())
+
+
+def check_positions(datasets: dict[str, Any], models: dict[str, Any]) -> None:
+    """The Python API's check of sequence lengths: no tokenized example is longer than a model's position table.
+
+    Raises:
+        ValueError: Naming the dataset, its longest example, the model and its limit.
+    """
+    for name, dataset in datasets.items():
+        longest = longest_sequence(dataset)
+        if longest is None:
+            continue
+        for what, model in models.items():
+            limit = position_limit(getattr(model, "config", None))
+            if model is not None and limit is not None and longest > limit:
+                raise ValueError(
+                    f"The {name} holds an example of {longest} tokens but the {what} reads at most {limit}: tokenize "
+                    f"with truncation=True, max_length={limit}."
+                )
 
 
 def check_unlabelled_examples(

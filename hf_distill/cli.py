@@ -5,8 +5,8 @@
     hf-distill card OUTPUT_DIR [...]                 write the run's model card (README.md)
     hf-distill push OUTPUT_DIR --repo-id NAME [...]  publish the run to the Hub (--dry-run lists the files)
     hf-distill augment --model_name_or_path M ...   TinyBERT data augmentation of a task file
-    hf-distill export MODEL_DIR --output DIR [--quantize dynamic|static] [...]   ONNX / INT8 export, checked
-    hf-distill benchmark EXPORT_DIR                  time an export again and print its table
+    hf-distill export MODEL_DIR [--backend onnxruntime|openvino] [--quantize] [...]   ONNX / OpenVINO / INT8, checked
+    hf-distill benchmark MODEL_DIR [--task_name ...]  time every runtime and the teacher in one run
 """
 
 from __future__ import annotations
@@ -88,25 +88,15 @@ def _augment(argv: Sequence[str]) -> int:
 
 
 def _export(argv: Sequence[str]) -> int:
-    from .export import ExportError, ParityError
     from .export.commands import run_export_command
 
-    try:
-        return run_export_command(argv)
-    except (ExportError, ParityError) as error:
-        print(f"hf-distill export: error: {error}", file=sys.stderr)
-        return 2
+    return run_export_command(argv)
 
 
 def _benchmark(argv: Sequence[str]) -> int:
-    from .export import ExportError
     from .export.commands import run_benchmark_command
 
-    try:
-        return run_benchmark_command(argv)
-    except ExportError as error:
-        print(f"hf-distill benchmark: error: {error}", file=sys.stderr)
-        return 2
+    return run_benchmark_command(argv)
 
 
 COMMANDS = {
@@ -115,16 +105,61 @@ COMMANDS = {
     "card": (_card, "Write the model card (README.md) of a run folder from its results.json and export report."),
     "push": (_push, "Upload a run folder (student, tokenizer, card, optional ONNX) to the Hub in one commit."),
     "augment": (_augment, "TinyBERT data augmentation: masked-LM word replacements written to a new task file."),
-    "export": (_export, "Export a model to ONNX (+ INT8), check parity, accuracy and latency; writes export_report.json."),
-    "benchmark": (_benchmark, "Time an existing export again and print its table."),
+    "export": (_export, "Export a model to ONNX or OpenVINO (+ INT8), check parity, accuracy and latency; writes "
+                        "export_report.json."),
+    "benchmark": (_benchmark, "Time every runtime of a model (PyTorch, ONNX Runtime, OpenVINO) and its teacher in one run."),
 }
 
 
+DEBUG_FLAG = "--debug"
+DEBUG_VARIABLE = "HF_DISTILL_DEBUG"
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors a command reports in one line: the project's own, and bad input, files, data and disks.
+
+    hf-distill's checks raise `ValueError`, `TypeError` (a wrong object given), `FileNotFoundError`,
+    `PermissionError` or their own subclasses of these, `RecipeError`, `ExportError`, `ParityError` and
+    `NonFiniteLossError`, each with the problem and the fix; data and I/O errors (`OSError`, including a full
+    disk; `UnicodeDecodeError`; `datasets`' generation errors) say what went wrong with a file. Anything else
+    is a bug and keeps its traceback.
+    """
+    errors: list[type[BaseException]] = [ValueError, TypeError, OSError, ImportError]
+    for module, name in (("hf_distill.trainer", "NonFiniteLossError"), ("hf_distill.export", "ParityError"),
+                         ("datasets.exceptions", "DatasetGenerationError")):
+        loaded = sys.modules.get(module)
+        if loaded is not None and hasattr(loaded, name):
+            errors.append(getattr(loaded, name))
+    return tuple(errors)
+
+
+def _one_line(error: BaseException) -> str:
+    message = " ".join(str(error).split()) or type(error).__name__
+    cause = error.__cause__ or error.__context__
+    if isinstance(error, OSError) and getattr(error, "errno", None) == 28:  # ENOSPC
+        message = f"the disk is full ({message}): free space, or set save_total_limit to keep fewer checkpoints."
+    elif type(error).__module__.startswith("datasets") and cause is not None:
+        message = f"{message}: {' '.join(str(cause).split())}"
+    return message
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the `hf-distill` command."""
+    """Entry point of the `hf-distill` command.
+
+    Errors of bad input, files, data and disks are printed as one line, `hf-distill <command>: error: <what is
+    wrong and how to fix it>`, with exit status 2. `--debug` (anywhere on the command line) or
+    `HF_DISTILL_DEBUG=1` shows the traceback instead.
+    """
+    import os
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_VARIABLE, "").strip().lower() in ("1", "true", "yes")
+    argv = [token for token in argv if token != DEBUG_FLAG]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        parser = argparse.ArgumentParser(prog="hf-distill", description=DESCRIPTION)
+        parser = argparse.ArgumentParser(
+            prog="hf-distill", description=DESCRIPTION,
+            epilog=f"Errors print one line; {DEBUG_FLAG} or {DEBUG_VARIABLE}=1 shows the traceback.",
+        )
         sub = parser.add_subparsers(title="commands", metavar="COMMAND")
         for name, (_, help_text) in COMMANDS.items():
             sub.add_parser(name, help=help_text, add_help=False)
@@ -136,7 +171,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return handler(argv[1:])
     except RecipeError as error:
-        print(f"hf-distill: error: {error}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"hf-distill {argv[0]}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - the known kinds print one line; others keep their traceback
+        if debug or not isinstance(error, _user_errors()):
+            raise
+        print(f"hf-distill {argv[0]}: error: {_one_line(error)}", file=sys.stderr)
         return 2
 
 

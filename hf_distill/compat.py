@@ -37,13 +37,19 @@ def load_sharded_checkpoint(model: "nn.Module", folder: str, strict: bool = True
 # ---------------------------------------------------------------------------------------- warmup
 
 
-def trainer_has_warmup_ratio() -> bool:
-    """Whether `TrainingArguments` has its own `warmup_ratio` field (4.57 yes; 5.x removed it)."""
+@functools.lru_cache(maxsize=None)
+def trainer_has_field(name: str) -> bool:
+    """Whether `TrainingArguments` has the field `name` (5.x removed `warmup_ratio` and `overwrite_output_dir`)."""
     import dataclasses
 
     from transformers import TrainingArguments
 
-    return any(item.name == "warmup_ratio" for item in dataclasses.fields(TrainingArguments))
+    return any(item.name == name for item in dataclasses.fields(TrainingArguments))
+
+
+def trainer_has_warmup_ratio() -> bool:
+    """Whether `TrainingArguments` has its own `warmup_ratio` field (4.57 yes; 5.x removed it)."""
+    return trainer_has_field("warmup_ratio")
 
 
 def normalize_warmup(args: "TrainingArguments") -> None:
@@ -95,6 +101,18 @@ def warmup_of(args: "TrainingArguments") -> dict[str, float]:
     if 0 < steps < 1:
         return {"warmup_ratio": steps, "warmup_steps": 0}
     return {"warmup_ratio": float(getattr(args, "warmup_ratio", 0.0) or 0.0), "warmup_steps": int(steps)}
+
+
+def rotate_checkpoints(trainer: Any, run_dir: str) -> None:
+    """Deletes the checkpoints beyond `save_total_limit` in `run_dir`, keeping the best one (Trainer's rotation:
+    the method `_rotate_checkpoints` in 4.57, the function `trainer_utils.rotate_checkpoints` in 5.x)."""
+    if hasattr(trainer, "_rotate_checkpoints"):
+        trainer._rotate_checkpoints(use_mtime=True, output_dir=run_dir)
+        return
+    from transformers.trainer_utils import rotate_checkpoints as rotate
+
+    rotate(output_dir=run_dir, save_total_limit=trainer.args.save_total_limit,
+           best_model_checkpoint=trainer.state.best_model_checkpoint, use_mtime=True)
 
 
 # ---------------------------------------------------------------------------------------- tokenizers

@@ -54,6 +54,37 @@ def _json_option(value: Any, name: str) -> Any:
         raise ValueError(f"{name} must be a JSON object on the command line, e.g. '{{\"key\": 1}}': {error}.") from None
 
 
+def _resume_option(value: Any) -> Any:
+    """`resume_from_checkpoint` as Trainer takes it: `True` for `"true"`/`"latest"` (the latest complete checkpoint),
+    `None` for `"false"`/`""`, a path otherwise."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "latest", "yes", "1"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "none", ""):
+        return None
+    return value
+
+
+def hub_offline() -> bool:
+    """Whether the user switched the Hub off (`HF_HUB_OFFLINE`)."""
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _check_mixed_precision(args: TrainingArguments) -> None:
+    """fp16 needs an accelerator: on a CPU, Trainer would train in fp32 while the run records `fp16: true`.
+
+    Raises:
+        ValueError: For `fp16=True` without an accelerator (or with `use_cpu=True`), naming bf16 as the CPU option.
+    """
+    if args.fp16 and (args.use_cpu or not _has_accelerator()):
+        raise ValueError(
+            "fp16=True needs a GPU (or another accelerator), and this run has none"
+            + (" (use_cpu=True)" if args.use_cpu else "")
+            + ": Trainer would silently train in fp32. Drop fp16, or use bf16=True (CPU autocast)."
+        )
+
+
 @dataclass
 class DistillationConfigBase(TrainingArguments):
     r"""`TrainingArguments` plus what every hf-distill family shares; each family's config extends it.
@@ -76,6 +107,12 @@ class DistillationConfigBase(TrainingArguments):
             removed this field; here it exists on every version (see `hf_distill.compat.normalize_warmup`).
         warmup_steps (`int` or `float`, defaults to 0):
             Warmup steps; a float in (0, 1) is a ratio, as in transformers 5. Give this or `warmup_ratio`.
+        overwrite_output_dir (`bool`, defaults to `False`):
+            Train into an `output_dir` that holds a finished run or the checkpoints of another run, deleting them
+            first. Without it, such a folder is refused before anything loads (transformers 5 removed the field;
+            here it exists on every version).
+        resume_from_checkpoint (`str` or `bool`, *optional*):
+            A checkpoint folder, or `"true"` / `"latest"` for the latest complete checkpoint in `output_dir`.
     """
 
     TERMS: ClassVar[tuple[LossTerm, ...]] = ()
@@ -84,6 +121,12 @@ class DistillationConfigBase(TrainingArguments):
     if not compat.trainer_has_warmup_ratio():
         warmup_ratio: float = field(
             default=0.0, metadata={"help": "Share of the training steps spent warming the learning rate up, in [0, 1)."}
+        )
+    if not compat.trainer_has_field("overwrite_output_dir"):
+        overwrite_output_dir: bool = field(
+            default=False,
+            metadata={"help": "Replace a finished run or the checkpoints of another run in output_dir (they are "
+                              "deleted first); without it such a folder is refused."},
         )
     warmup_steps: float = field(
         default=0,
@@ -106,8 +149,15 @@ class DistillationConfigBase(TrainingArguments):
     def __post_init__(self):
         self.schedule = _json_option(self.schedule, "schedule")
         compat.normalize_warmup(self)
+        self.resume_from_checkpoint = _resume_option(self.resume_from_checkpoint)
         super().__post_init__()
         unpin_memory_without_accelerator(self)
+        _check_mixed_precision(self)
+        if self.push_to_hub and hub_offline():
+            raise ValueError(
+                "push_to_hub=True needs the Hugging Face Hub, but HF_HUB_OFFLINE is set: unset it to publish at the end "
+                "of training, or train offline and publish later with `hf-distill push OUTPUT_DIR --repo-id NAME`."
+            )
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
         for name in weight_fields(self.TERMS):

@@ -51,6 +51,45 @@ def load_tokenizer(path: str, what: str = "tokenizer folder", trust_remote_code:
     return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
+def load_pretrained(loader: Any, path: str, what: str, opt_in: str = "--use_safetensors false", **kwargs: Any) -> Any:
+    """`loader.from_pretrained(path, **kwargs)` with errors that name the file and the fix.
+
+    Args:
+        loader: An auto class (`AutoModelForSequenceClassification`, ...).
+        path (`str`): A folder saved with `save_pretrained`, or a Hub id.
+        what (`str`): What the model is (`"teacher"`, `"student"`, ...), for the messages.
+        opt_in (`str`, defaults to `"--use_safetensors false"`): How the user allows pickle weights.
+        **kwargs: `from_pretrained` options.
+
+    Raises:
+        OSError: For a folder without loadable weights (naming `opt_in` when it holds pickle weights only).
+        ValueError: For corrupt weights (naming the file), or a model that needs its own code (naming the opt-in).
+    """
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except OSError as error:
+        pickled = os.path.isdir(path) and any(name.endswith(".bin") and name != "training_args.bin"
+                                              for name in os.listdir(path))
+        hint = (f" It holds pickle (.bin) weights only, which are not loaded by default: if you trust them, pass "
+                f"{opt_in}." if pickled and kwargs.get("use_safetensors", True) else "")
+        raise OSError(f"Could not load the {what} from {path}: {' '.join(str(error).split()).rstrip('.')}.{hint}") from error
+    except ValueError as error:
+        if "trust_remote_code" in str(error):
+            raise ValueError(
+                f"The {what} at {path!r} needs its own Python code, which is not run by default: "
+                f"{' '.join(str(error).split())} If you trust that code, allow it (trust_remote_code)."
+            ) from error
+        raise
+    except Exception as error:  # safetensors' own errors for a corrupt file
+        if type(error).__name__ != "SafetensorError":
+            raise
+        files = [name for name in os.listdir(path) if name.endswith(".safetensors")] if os.path.isdir(path) else []
+        raise ValueError(
+            f"The weights of the {what} in {os.path.join(path, files[0]) if len(files) == 1 else path} are corrupt "
+            f"({error}): copy the folder again, or re-save the model with save_pretrained."
+        ) from error
+
+
 def auto_class_of(model: "nn.Module") -> Any:
     """The `AutoModelFor<Head>` class of a model's head (`AutoModel` for a base model or an unknown head)."""
     import transformers
@@ -148,7 +187,11 @@ def load_matching_state(path: str, expected: dict[str, Any], mismatch: str) -> d
     """
     import safetensors.torch
 
-    state = safetensors.torch.load_file(path)
+    try:
+        state = safetensors.torch.load_file(path)
+    except Exception as error:  # SafetensorError (a corrupt or truncated file), or a file that is not safetensors
+        raise ValueError(f"{path} is corrupt or not a safetensors file ({error}): copy it again, or start without "
+                         "it.") from error
     if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
         raise ValueError(
             f"The weights in {path} do not fit (saved: { {k: tuple(v.shape) for k, v in state.items()} }, expected: "

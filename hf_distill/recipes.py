@@ -147,11 +147,30 @@ def _unknown_key_error(key: str, where: str, family: Optional[str] = None) -> Re
     return RecipeError(f"Unknown key {key!r} in {where}.{hint} `{help_command}` lists every key.")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a mapping with the same key twice (YAML would keep the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise RecipeError(
+                    f"the key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}) in "
+                    f"{key_node.start_mark.name}: keep one of them."
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise RecipeError(f"Recipe {path!r} does not exist.")
     with open(path) as file:
-        values = yaml.safe_load(file) or {}
+        try:
+            values = yaml.load(file, Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as error:
+            raise RecipeError(f"Recipe {path!r} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(values, dict):
         raise RecipeError(f"Recipe {path!r} must be a mapping of option: value, got {type(values).__name__}.")
     return values

@@ -29,14 +29,93 @@ HEADS_WEIGHTS_NAME = "distillation_heads.safetensors"
 HEADS_CONFIG_NAME = "distillation_heads.json"
 HEADS_ATTRIBUTE = "distillation_heads"
 """The student's submodule that holds its projection heads (training only, never in the saved student)."""
+RUN_FINGERPRINT_NAME = "hf_distill_run.json"
+"""What a run trains (model, teacher, data, terms), written into the run folder and every checkpoint: resume
+checks that a checkpoint belongs to the run that resumes it."""
+PARTIAL_CHECKPOINT_PREFIX = ".partial-"
+"""A checkpoint is written into `.partial-checkpoint-<step>/` and renamed to `checkpoint-<step>` when complete."""
 
 
 def write_results(output_dir: str, results: dict[str, Any]) -> str:
-    """Writes `results.json` into `output_dir`; returns its path."""
+    """Writes `results.json` into `output_dir`, every local path made shareable (`make_shareable`); returns its path."""
     path = os.path.join(output_dir, RESULTS_NAME)
     with open(path, "w") as file:
-        json.dump(results, file, indent=2, default=str)
+        json.dump(make_shareable(results, output_dir), file, indent=2, default=str)
     return path
+
+
+LOCAL_NAME_PREFIX = "<local>/"
+"""Marks a local path reduced to its name (it lay far outside the run folder): never a Hub id."""
+REPRODUCED_DIR = "reproduced"
+"""The output folder of the reproduce command, which runs from the run folder."""
+_MAX_CLIMB = 3
+
+
+def shareable_path(path: str, run_dir: str) -> str:
+    """A local path as a run record shows it: relative to the run folder, or reduced to its name.
+
+    Hub ids and other values that are not existing local paths are returned unchanged. A path within three
+    levels of the run folder becomes relative to it (`../teacher`, `../../data/glue`); one farther away (it
+    would show the machine's folders, e.g. a home directory) becomes `<local>/<name>`.
+    """
+    expanded = os.path.expanduser(path)
+    if not path or not os.path.exists(expanded):
+        return path
+    relative = os.path.relpath(os.path.abspath(expanded), os.path.abspath(run_dir))
+    if relative.split(os.sep)[:_MAX_CLIMB + 1].count("..") > _MAX_CLIMB:
+        return LOCAL_NAME_PREFIX + os.path.basename(os.path.normpath(expanded))
+    return relative.replace(os.sep, "/")
+
+
+def _shareable_value(value: str, run_dir: str) -> str:
+    parts = value.split(",")
+    if len(parts) > 1 and all(os.path.exists(os.path.expanduser(part.strip())) for part in parts if part.strip()):
+        return ",".join(shareable_path(part.strip(), run_dir) for part in parts)
+    return shareable_path(value, run_dir)
+
+
+def shareable_command(command: str, run_dir: str, output_dir: Optional[str] = None) -> str:
+    """A shell command with every local path made shareable, and `--output_dir`'s value replaced by `output_dir`."""
+    tokens = shlex.split(command)
+    result = []
+    for index, token in enumerate(tokens):
+        previous = tokens[index - 1] if index else ""
+        if output_dir is not None and previous == "--output_dir":
+            result.append(output_dir)
+        elif output_dir is not None and token.startswith("--output_dir="):
+            result.append(f"--output_dir={output_dir}")
+        elif token.startswith("--") and "=" in token:
+            key, value = token.split("=", 1)
+            result.append(f"{key}={_shareable_value(value, run_dir)}")
+        else:
+            result.append(_shareable_value(token, run_dir))
+    return shlex.join(result)
+
+
+def make_shareable(results: Any, run_dir: str) -> Any:
+    """A run record with no path of the training machine: every string that is a local path made relative to the
+    run folder or reduced to a name (`shareable_path`); the reproduce command runs from the run folder and writes
+    into `reproduced/`. Hub ids, names and numbers are kept."""
+    if isinstance(results, dict):
+        return {key: _shareable_reproduce(value, run_dir) if key == "reproduce" and isinstance(value, dict)
+                else make_shareable(value, run_dir) for key, value in results.items()}
+    if isinstance(results, list):
+        return [make_shareable(value, run_dir) for value in results]
+    if isinstance(results, str):
+        return _shareable_value(results, run_dir)
+    return results
+
+
+def _shareable_reproduce(reproduce: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    shared = dict(reproduce)
+    if isinstance(shared.get("options"), dict):
+        shared["options"] = {key: REPRODUCED_DIR if key == "output_dir" else make_shareable(value, run_dir)
+                             for key, value in shared["options"].items()}
+    if isinstance(shared.get("command"), str):
+        shared["command"] = shareable_command(shared["command"], run_dir, output_dir=REPRODUCED_DIR)
+    if isinstance(shared.get("command_line"), str):
+        shared["command_line"] = shareable_command(shared["command_line"], run_dir)
+    return shared
 
 
 def read_results(model_dir: str) -> dict[str, Any]:

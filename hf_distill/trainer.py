@@ -33,7 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
+import json
+import logging
 import os
+import shutil
 from collections import defaultdict
 from typing import Any, ClassVar, Optional, Union
 
@@ -54,10 +58,13 @@ from .layers import (
     resolve_layer_map,
     save_heads,
 )
+from . import compat
 from .modeling import CompositeModel
 from .runs import (
     HEADS_ATTRIBUTE,
+    PARTIAL_CHECKPOINT_PREFIX,
     RESULTS_NAME,
+    RUN_FINGERPRINT_NAME,
     describe_model,
     read_results,
     recipe_record,
@@ -67,6 +74,7 @@ from .teachers import TEACHER_LOGITS_COLUMN, EmaUpdateCallback, TeacherSet, desc
 from .terms import EXAMPLES, LABELS, LOGIT_ROWS, TOKEN_PAIRS, TOKENS
 
 TRAINING_ARGS_NAME = "training_args.bin"
+logger = logging.getLogger(__name__)
 _BOOKKEEPING_METRICS = {"loss", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time", "epoch"}
 
 
@@ -131,7 +139,10 @@ class DistillationTrainerBase(HubPublishingMixin, Trainer):
         )
         checks.check_teacher_need(args, has_teacher=bool(self.teacher_set), cached_logits=self.cached_logits)
         checks.check_distributed_setup(bool(self.teacher_set), args)
-        self._setup_student(model, args, train_dataset)
+        evaluation = kwargs.get("eval_dataset")
+        evaluation = evaluation if isinstance(evaluation, dict) else {"evaluation set": evaluation}
+        checks.check_positions({"training set": train_dataset, **evaluation}, {"student": model, "teacher": self.teacher})
+        self._setup_student(model, args, train_dataset, kwargs.get("processing_class"))
         heads = self._build_heads(model, args)
         if heads is not None:
             install_heads(model, heads, getattr(args, "distillation_heads_path", None))
@@ -169,7 +180,9 @@ class DistillationTrainerBase(HubPublishingMixin, Trainer):
 
     # ------------------------------------------------------------------ hooks of the families
 
-    def _setup_student(self, model: nn.Module, args: DistillationConfigBase, train_dataset: Any) -> None:
+    def _setup_student(
+        self, model: nn.Module, args: DistillationConfigBase, train_dataset: Any, processing_class: Any = None
+    ) -> None:
         """Checks the model and the training set against the config, and prepares the model (before Trainer's init)."""
 
     def _build_heads(self, model: nn.Module, args: DistillationConfigBase) -> Optional[nn.Module]:
@@ -284,6 +297,83 @@ class DistillationTrainerBase(HubPublishingMixin, Trainer):
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
 
+    # ------------------------------------------------------------------ the run folder
+
+    def train(self, resume_from_checkpoint: Union[None, bool, str] = None, trial=None, **kwargs: Any):
+        """Trainer's `train`, after the run folder's checks.
+
+        - A new run refuses an `output_dir` that holds a finished run or checkpoints of another run
+          (`checks.check_output_dir`); with `overwrite_output_dir` their checkpoints and record are deleted first.
+        - A resumed run (`resume_from_checkpoint` a folder, or `True` / `"latest"` for the latest complete
+          checkpoint) must resume a checkpoint of the same run: model, teacher, data and loss terms
+          (`hf_distill_run.json`, written into the run folder and every checkpoint).
+        - The folder must be writable, with room for one checkpoint.
+        """
+        resume = _resume_value(resume_from_checkpoint)
+        if self.is_world_process_zero():
+            if not resume and self.args.overwrite_output_dir:
+                removed = checks.clear_previous_run(self.args.output_dir)
+                if removed:
+                    logger.warning("overwrite_output_dir: deleted the earlier run's %s from %s.", ", ".join(removed),
+                                   self.args.output_dir)
+            checks.check_output_dir(self.args.output_dir, self.args.overwrite_output_dir, resume)
+            model = self.accelerator.unwrap_model(self.model)
+            saves = str(getattr(self.args.save_strategy, "value", self.args.save_strategy)) != "no"
+            checks.check_writable(self.args.output_dir, checks.checkpoint_bytes(
+                sum(p.numel() for p in model.parameters()), self.args.save_only_model or not saves))
+            for name in os.listdir(self.args.output_dir):  # left by a save that was killed
+                if name.startswith(PARTIAL_CHECKPOINT_PREFIX):
+                    shutil.rmtree(os.path.join(self.args.output_dir, name), ignore_errors=True)
+        fingerprint = self.run_fingerprint()
+        if resume:
+            self._check_resumed_checkpoint(resume, fingerprint)
+        if self.is_world_process_zero():
+            with open(os.path.join(self.args.output_dir, RUN_FINGERPRINT_NAME), "w") as file:
+                json.dump(fingerprint, file, indent=2)
+        return super().train(resume_from_checkpoint=resume, trial=trial, **kwargs)
+
+    def run_fingerprint(self) -> dict[str, Any]:
+        """What this run trains, to tell its checkpoints from another run's: the model's shape, the teacher, the
+        training data (size and a hash of a few rows) and the loss terms."""
+        model = self.accelerator.unwrap_model(self.model)
+        parts = model.parts() if isinstance(model, CompositeModel) else {"": model}
+        shapes = {folder or ".": {key: getattr(getattr(part, "config", None), key, None)
+                                  for key in ("model_type", "num_hidden_layers", "hidden_size", "vocab_size", "num_labels")}
+                  for folder, part in parts.items()}
+        return {
+            "trainer": type(self).__name__,
+            "model": shapes,
+            "teacher": describe_teacher(self.teacher) if self.ema is None else "ema",
+            "data": _dataset_fingerprint(self.train_dataset),
+            "terms": {**{name: value for name, value in self._max_weights.items() if value > 0},
+                      "temperature": float(self.args.temperature)},
+        }
+
+    def _check_resumed_checkpoint(self, resume: Union[bool, str], fingerprint: dict[str, Any]) -> None:
+        """Refuses to resume a checkpoint of another run (a different model, teacher, data or loss terms)."""
+        from transformers.trainer_utils import get_last_checkpoint
+
+        folder = get_last_checkpoint(self.args.output_dir) if resume is True else resume
+        if folder is None:
+            raise FileNotFoundError(
+                f"resume_from_checkpoint asks for the latest checkpoint, but {self.args.output_dir} has no complete "
+                "checkpoint: train without it, or give a checkpoint folder."
+            )
+        path = os.path.join(folder, RUN_FINGERPRINT_NAME)
+        if not os.path.isfile(path):
+            logger.warning("%s has no %s (written by an earlier version): it is resumed without checking that it "
+                           "belongs to this run.", folder, RUN_FINGERPRINT_NAME)
+            return
+        with open(path) as file:
+            saved = json.load(file)
+        differ = [key for key in ("model", "teacher", "data", "terms") if saved.get(key) != fingerprint.get(key)]
+        if differ:
+            detail = "; ".join(f"{key}: checkpoint {saved.get(key)} vs this run {fingerprint.get(key)}" for key in differ)
+            raise ValueError(
+                f"The checkpoint {folder} belongs to another run (its {', '.join(differ)} differ: {detail}). Resume "
+                "with the same recipe, or train into a new folder without resume_from_checkpoint."
+            )
+
     # ------------------------------------------------------------------ saving and loading
 
     @contextlib.contextmanager
@@ -319,11 +409,48 @@ class DistillationTrainerBase(HubPublishingMixin, Trainer):
             save_heads(self.distillation_heads, output_dir)
 
     def _save_checkpoint(self, model, trial):
-        """Trainer's checkpoint, plus the EMA teacher's weights when the teacher is an EMA (resume needs them)."""
-        super()._save_checkpoint(model, trial)
-        if self.ema is not None and self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            self.ema.save(folder)
+        """Trainer's checkpoint, written atomically, plus the EMA teacher and the run's fingerprint.
+
+        Trainer writes the checkpoint into `.partial-checkpoint-<step>/`; it becomes `checkpoint-<step>` by one
+        rename once every file is written, so a crash, a kill or a full disk never leaves a partial checkpoint
+        that resume would pick (`get_last_checkpoint` only sees `checkpoint-<step>`). The EMA teacher's weights
+        (when the teacher is an EMA) and `hf_distill_run.json` go into the checkpoint before the rename.
+        """
+        run_dir = self._get_output_dir(trial=trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        partial_root = os.path.join(run_dir, f"{PARTIAL_CHECKPOINT_PREFIX}{name}")
+        partial, final = os.path.join(partial_root, name), os.path.join(run_dir, name)
+        self._get_output_dir = lambda trial=None: partial_root  # Trainer writes (and rotates) there
+        try:
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                if self.ema is not None:
+                    self.ema.save(partial)
+                fingerprint = os.path.join(run_dir, RUN_FINGERPRINT_NAME)
+                if os.path.isfile(fingerprint):
+                    shutil.copyfile(fingerprint, os.path.join(partial, RUN_FINGERPRINT_NAME))
+            self.accelerator.wait_for_everyone()
+            if self.args.should_save:
+                if os.path.isdir(final):  # a checkpoint of the same step from an interrupted attempt
+                    shutil.rmtree(final)
+                os.replace(partial, final)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise OSError(errno.ENOSPC, (
+                    f"The disk holding {run_dir} is full: {name} could not be written and was removed, so the latest "
+                    f"complete checkpoint is {_latest_checkpoint(run_dir) or 'none'}. Free space, or keep fewer "
+                    "checkpoints (save_total_limit)")) from error
+            raise
+        finally:
+            del self._get_output_dir
+            if self.args.should_save:
+                shutil.rmtree(partial_root, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            if self.state.best_model_checkpoint and self.state.best_model_checkpoint.startswith(partial_root):
+                self.state.best_model_checkpoint = final
+                self.state.save_to_json(os.path.join(final, "trainer_state.json"))
+            compat.rotate_checkpoints(self, run_dir)
 
     def _load_parts_or_heads(self, folder: str, model: Optional[nn.Module] = None) -> bool:
         """Loads a model made of parts from `folder` (returns `True`), or the heads after Trainer loaded the rest."""
@@ -411,6 +538,33 @@ class DistillationTrainerBase(HubPublishingMixin, Trainer):
     def _recipe_extras(self) -> dict[str, Any]:
         """The family's own options in the run record's `recipe`."""
         return {}
+
+
+def _resume_value(value: Union[None, bool, str]) -> Union[None, bool, str]:
+    """`resume_from_checkpoint` given to `train()`: `"true"`/`"latest"` is the latest complete checkpoint."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "latest"):
+        return True
+    return value or None
+
+
+def _latest_checkpoint(run_dir: str) -> Optional[str]:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(run_dir) if os.path.isdir(run_dir) else None
+
+
+def _dataset_fingerprint(dataset: Any) -> dict[str, Any]:
+    """The size of a training set and a hash of its first, middle and last rows (`None` for an iterable set)."""
+    import hashlib
+
+    from datasets import Dataset
+
+    size = _size(dataset)
+    if not size or not isinstance(dataset, Dataset):  # other datasets may hold objects without a stable text form
+        return {"examples": size}
+    rows = [dataset[index] for index in sorted({0, size // 2, size - 1})]
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"examples": size, "rows_sha256": digest}
 
 
 def _size(dataset: Any) -> Optional[int]:
@@ -506,9 +660,12 @@ class DistillationTrainer(DistillationTrainerBase):
 
     # ------------------------------------------------------------------ setup
 
-    def _setup_student(self, model, args, train_dataset) -> None:
+    def _setup_student(self, model, args, train_dataset, processing_class=None) -> None:
         for teacher in self.teachers or [None]:
             checks.check_student_and_teacher(model, teacher, args)
+            folder = getattr(getattr(teacher, "config", None), "name_or_path", None)
+            if hasattr(processing_class, "get_vocab") and folder and os.path.isdir(folder):
+                checks.check_same_tokenizer(processing_class, folder, "teacher")
         if self.cached_logits and not self.teachers and self._max_weights["kd_weight"] > 0:
             checks.check_cached_logits(model, train_dataset, TEACHER_LOGITS_COLUMN)
         checks.check_train_columns(train_dataset, args, needs_labels=self._max_weights["task_weight"] > 0,

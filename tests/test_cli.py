@@ -134,3 +134,27 @@ def test_unknown_recipe_family_is_an_error_that_lists_the_families(tmp_path, cap
     recipe = write(tmp_path / "r.yaml", "recipe_family: glu\n")
     assert main(["train", recipe]) == 2
     assert "Unknown recipe_family 'glu'; choose from" in capsys.readouterr().err
+
+
+def test_errors_print_one_line_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    recipe = write(tmp_path / "r.yaml", "kd_weight: -1\n")
+    assert main(["train", recipe, "--output_dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["hf-distill train: error: kd_weight must be a number >= 0, got -1.0."]
+    with pytest.raises(ValueError, match="kd_weight must be a number >= 0"):
+        main(["train", recipe, "--output_dir", str(tmp_path / "out"), "--debug"])
+    monkeypatch.setenv("HF_DISTILL_DEBUG", "1")
+    with pytest.raises(ValueError, match="kd_weight must be a number >= 0"):
+        main(["train", recipe, "--output_dir", str(tmp_path / "out")])
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """Only bad input, files, data and disks are reported in one line; anything else is raised as it is."""
+    from hf_distill import cli
+
+    def broken(argv):
+        raise KeyError("a bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "card", (broken, "broken"))
+    with pytest.raises(KeyError, match="a bug"):
+        main(["card", "x"])

@@ -75,3 +75,40 @@ def test_run_provenance_names_the_command_and_versions():
     record = run_provenance(*parsed, argv=["/venv/bin/hf-distill", "train", "--hub_token", TOKEN])
     assert record["command_line"] == f"hf-distill train --hub_token '{REDACTED}'"
     assert TOKEN not in str(record) and set(record["versions"]) == {"hf_distill", "transformers", "torch"}
+
+
+def test_published_records_hold_no_path_of_the_training_machine_and_the_command_still_runs(tmp_path, monkeypatch):
+    """results.json and the card show local paths relative to the run folder (or as `<local>/NAME` when far away);
+    the reproduce command parses from the run folder into the same models and data, writing into `reproduced/`."""
+    import json
+    import os
+
+    from tests.helpers.run_folders import make_tiny_run
+
+    folder = make_tiny_run(tmp_path)
+    record = open(os.path.join(folder, "results.json")).read()
+    card = open(os.path.join(folder, "README.md")).read()
+    for text in (record, card):
+        assert str(tmp_path) not in text and os.path.expanduser("~") + "/" not in text
+    results = json.loads(record)
+    assert results["teacher"]["path"] == "../base" and results["student"]["path"] == "."
+    assert results["reproduce"]["options"]["output_dir"] == "reproduced"
+    monkeypatch.chdir(folder)
+    _, data_args, config = parse_recipe(None, shlex.split(results["reproduce"]["command"])[2:])
+    assert os.path.samefile(config.teacher_model_name_or_path, tmp_path / "base")
+    assert os.path.samefile(data_args.data_dir, tmp_path / "glue")
+    assert config.output_dir == "reproduced"
+
+
+def test_a_path_far_from_the_run_folder_is_reduced_to_its_name(tmp_path):
+    from hf_distill.runs import make_shareable, shareable_path
+
+    deep = tmp_path / "a" / "b" / "c" / "d" / "run"
+    deep.mkdir(parents=True)
+    elsewhere = tmp_path / "models" / "teacher"
+    elsewhere.mkdir(parents=True)
+    assert shareable_path(str(elsewhere), str(deep)) == "<local>/teacher"
+    assert shareable_path(str(deep.parent / "teacher"), str(deep)) == str(deep.parent / "teacher")  # not there: kept
+    assert shareable_path("org/model", str(deep)) == "org/model"  # a Hub id
+    record = make_shareable({"teacher": {"path": str(elsewhere)}, "scores": [0.5], "task": "sst2"}, str(deep))
+    assert record == {"teacher": {"path": "<local>/teacher"}, "scores": [0.5], "task": "sst2"}

@@ -1,11 +1,15 @@
-"""`export_model` and `benchmark_export`: the Python side of `hf-distill export` and `hf-distill benchmark`."""
+"""`export_model` and `benchmark_export`: the Python side of `hf-distill export` and `hf-distill benchmark`.
+
+The steps both backends share live here (loading, the ONNX trace, parity, accuracy, latency, the report); the
+ONNX Runtime files are written here too, the OpenVINO ones by `openvino_exporter.py`.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -24,19 +28,42 @@ from .onnx_export import (
     optimize_onnx,
     resolve_model_spec,
 )
+from .openvino_backend import OPENVINO_FP32_FILE, OPENVINO_INT8_FILE
 from .ort_config import save_ort_config
 from .quantization import detect_preset, quantization_config, quantize_dynamic_onnx, quantize_static_onnx
-from .report import format_table, machine_info, new_report, pytorch_size_mb, read_report, size_mb, speedup, write_report
+from .report import (
+    BACKEND_VARIANTS,
+    BACKENDS,
+    format_table,
+    machine_info,
+    new_report,
+    pytorch_size_mb,
+    read_report,
+    size_mb,
+    speedup,
+    write_report,
+)
+from .runners import OnnxRuntimeRunner, TorchRunner
 from .verification import (
     DEFAULT_TOLERANCE,
     SAMPLE_SENTENCES,
     ParityError,
     check_parity,
-    create_session,
     evaluate_variants,
     synthetic_feeds,
     text_feeds,
 )
+
+AUTO_QUANTIZATION = {"with calibration data": "static", "without": "dynamic"}
+"""What `quantize="auto"` (`--quantize` without a value) runs, on either backend: static INT8 where the task's
+training data can calibrate it (`task_name`), else dynamic. Static kept accuracy best on both backends (ONNX
+Runtime: +0.57 / +0.35 / -0.21 points vs PyTorch fp32 on SST-2 / MRPC / IMDB, dynamic -0.34 / -0.22 / -0.14;
+OpenVINO with NNCF: +0.23 / +0.03 / +0.02) and OpenVINO's is the fastest path; docs/openvino_benchmarks_draft.md."""
+DEFAULT_OUTPUT_SUBDIR = {"onnxruntime": "onnx", "openvino": "openvino"}
+"""The export folder inside the model folder when `output_dir` is not given."""
+OPENVINO_CALIBRATION_PADDING = "longest"
+"""NNCF calibrates on batch-1 examples at their own length (no padding): measured as accurate as padding to
+`max_seq_length` on SST-2 and IMDB and 0.2 points better on MRPC (docs/openvino_benchmarks_draft.md)."""
 
 
 def _set_threads(threads: Optional[int]) -> int:
@@ -47,9 +74,9 @@ def _set_threads(threads: Optional[int]) -> int:
     return torch.get_num_threads()
 
 
-def _parity_feeds(spec: ModelSpec, model, preprocessor, session, texts, max_length: int) -> dict:
+def _parity_feeds(spec: ModelSpec, model, preprocessor, runner, texts, max_length: int) -> dict:
     if spec.modality == "vision":
-        return synthetic_feeds(session, model, batch_size=4, sequence_length=0)
+        return synthetic_feeds(runner.input_names, model, batch_size=4, sequence_length=0)
     feeds = text_feeds(preprocessor, texts, max_length=max_length)
     return feeds
 
@@ -65,14 +92,16 @@ def _load_task(task_name: str, preprocessor, data_dir, train_file, validation_fi
     return load_task_data(data_args, preprocessor, seed=seed)
 
 
-def _calibration_feeds(dataset, input_names, tokenizer, max_length: int, batch_size: int = 8) -> list[dict]:
-    """Calibration batches padded to `max_length`, the shape the model is served and benchmarked at."""
+def _calibration_feeds(dataset, input_names, tokenizer, max_length: int, batch_size: int = 8,
+                       padding: str = "max_length") -> list[dict]:
+    """Calibration batches, padded to `max_length` (the shape the model is served and benchmarked at) by default,
+    or to each batch's longest sequence (`padding="longest"`)."""
     feeds = []
     for start in range(0, len(dataset), batch_size):
         rows = dataset[start:start + batch_size]
         features = [{name: rows[name][i] for name in input_names if name in rows}
                     for i in range(len(rows[input_names[0]]))]
-        padded = tokenizer.pad(features, padding="max_length", max_length=max_length, return_tensors="np")
+        padded = tokenizer.pad(features, padding=padding, max_length=max_length, return_tensors="np")
         feeds.append({name: np.asarray(padded[name], dtype=np.int64) for name in input_names})
     return feeds
 
@@ -82,6 +111,7 @@ def export_model(
     output_dir: Optional[str | os.PathLike] = None,
     quantize: Optional[str] = None,
     *,
+    backend: str = "onnxruntime",
     task: str = "auto",
     tower: Optional[str] = None,
     exporter: str = "auto",
@@ -89,11 +119,14 @@ def export_model(
     optimization_level: Optional[str] = "O2",
     preset: str = "auto",
     per_channel: bool = True,
+    smooth_quant_alpha: Optional[float] = None,
+    fast_bias_correction: bool = True,
+    ignored_scope: Sequence[str] = (),
     task_name: Optional[str] = None,
     data_dir: Optional[str] = None,
     train_file: Optional[str] = None,
     validation_file: Optional[str] = None,
-    calibration_samples: int = 128,
+    calibration_samples: Optional[int] = None,
     max_eval_samples: Optional[int] = None,
     max_seq_length: int = 128,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -103,37 +136,57 @@ def export_model(
     seed: int = 42,
     verbose: bool = True,
 ) -> dict:
-    """Exports a saved model to ONNX (and optionally INT8), verifies it and writes `export_report.json`.
+    """Exports a saved model for CPU serving (ONNX Runtime or OpenVINO, optionally INT8), verifies it and writes
+    `export_report.json`.
 
-    The folder it writes loads with `onnxruntime.InferenceSession` and, where optimum-onnx is installed, with
-    `optimum.onnxruntime.ORTModelFor<Task>.from_pretrained(output_dir)` (`file_name="model_quantized.onnx"` for
-    the int8 model); it holds the config and tokenizer. Both exporters write the same folder.
+    With `backend="onnxruntime"` the folder loads with `onnxruntime.InferenceSession` and, where optimum-onnx is
+    installed, with `optimum.onnxruntime.ORTModelFor<Task>.from_pretrained(output_dir)` (`file_name=
+    "model_quantized.onnx"` for the int8 model). With `backend="openvino"` it holds `openvino_model.xml` / `.bin`
+    (fp32) and `openvino_model_int8.xml` / `.bin`: `openvino.Core().read_model` loads them and, where optimum-intel
+    is installed, `optimum.intel.OVModelFor<Task>.from_pretrained(output_dir)` (`file_name=
+    "openvino_model_int8.xml"` for INT8). Either folder holds the config and tokenizer.
 
     Args:
         model_dir (`str` or `os.PathLike`): A folder written by `save_pretrained` (e.g. `hf-distill train`'s output).
-        output_dir (`str` or `os.PathLike`, *optional*): Defaults to `<model_dir>/onnx`.
-        quantize (`str`, *optional*): `"dynamic"` or `"static"` INT8 quantization; `None` exports fp32 only.
+        output_dir (`str` or `os.PathLike`, *optional*): Defaults to `<model_dir>/onnx` (ONNX Runtime) or
+            `<model_dir>/openvino` (OpenVINO).
+        quantize (`str`, *optional*): INT8 quantization: `"dynamic"` (no calibration data: ONNX Runtime's dynamic
+            quantization, or OpenVINO INT8 weights with activations quantized at run time), `"static"`
+            (calibrated on the task's training data: ONNX Runtime's QDQ MatMuls, or NNCF's post-training
+            quantization), or `"auto"`: static where `task_name` gives calibration data, else dynamic (the most
+            accurate path measured on both backends, `AUTO_QUANTIZATION`). `None` exports fp32 only.
+        backend (`str`, defaults to `"onnxruntime"`): `"onnxruntime"` or `"openvino"` (needs
+            `pip install "hf-distill[openvino]"`).
         task (`str`, defaults to `"auto"`): Optimum task; read from the config's `architectures` by default.
         tower (`str`, *optional*): `"text"` or `"vision"` to export one tower of a CLIP dual encoder.
-        exporter (`str`, defaults to `"auto"`): `"optimum"` (optimum's exporter and `ORTOptimizer`; needs
-            optimum-onnx, transformers < 4.58), `"torch"` (`torch.onnx.export` and ONNX Runtime's own transformer
-            optimiser; any transformers version), or `"auto"`: optimum where it imports, else torch.
+        exporter (`str`, defaults to `"auto"`): What writes the ONNX graph (which OpenVINO converts too):
+            `"optimum"` (optimum's exporter and `ORTOptimizer`; needs optimum-onnx, transformers < 4.58),
+            `"torch"` (`torch.onnx.export`; any transformers version), or `"auto"`: optimum where it imports.
         opset (`int`, defaults to 17): ONNX opset.
         optimization_level (`str`, *optional*, defaults to `"O2"`): ONNX Runtime graph optimisation: `"O1"`
             (basic), `"O2"` (transformer fusions, no approximation), `"O3"` (adds the GELU approximation), or `None`.
-        preset (`str`, defaults to `"auto"`): Instruction set of the int8 kernels (`avx512_vnni`, `avx512`,
-            `avx2`, `arm64`); `"auto"` reads this machine's.
-        per_channel (`bool`, defaults to `True`): Per-channel weight scales (per-tensor loses accuracy).
-        task_name (`str`, *optional*): A GLUE task or `imdb`: its evaluation split scores PyTorch fp32, ONNX fp32
-            and ONNX int8, and its training split calibrates static quantization.
+            OpenVINO optimises the graph itself when it compiles it; the option does not apply there.
+        preset (`str`, defaults to `"auto"`): ONNX Runtime: instruction set of the int8 kernels (`avx512_vnni`,
+            `avx512`, `avx2`, `arm64`); `"auto"` reads this machine's.
+        per_channel (`bool`, defaults to `True`): ONNX Runtime: per-channel weight scales (per-tensor loses
+            accuracy). OpenVINO's are always per channel.
+        smooth_quant_alpha (`float`, *optional*): OpenVINO static INT8: SmoothQuant's strength on the MatMuls (NNCF's
+            0.95 by default; negative turns it off).
+        fast_bias_correction (`bool`, defaults to `True`): OpenVINO static INT8: NNCF's fast bias correction;
+            `False` runs the slower, layer-by-layer one.
+        ignored_scope (`Sequence[str]`, defaults to `()`): OpenVINO INT8: regular expressions of node names NNCF
+            keeps in floating point (sensitive layers).
+        task_name (`str`, *optional*): A GLUE task or `imdb`: its evaluation split scores PyTorch fp32 and the
+            export's fp32 and int8 variants, and its training split calibrates static quantization.
         data_dir, train_file, validation_file (`str`, *optional*): Where the task's data is (as in recipes).
-        calibration_samples (`int`, defaults to 128): Training examples that calibrate static quantization.
+        calibration_samples (`int`, *optional*): Training examples that calibrate static quantization (default 128
+            for ONNX Runtime, 300 for OpenVINO, NNCF's own default).
         max_eval_samples (`int`, *optional*): Score on a seeded subset of this size.
         max_seq_length (`int`, defaults to 128): Truncation length, and the padded length of calibration batches.
-        tolerance (`float`, defaults to 1e-4): Largest allowed |ONNX fp32 - PyTorch| over all outputs.
+        tolerance (`float`, defaults to 1e-4): Largest allowed |fp32 export - PyTorch| over all outputs.
         latency (`bool`, defaults to `True`): Measure latency at batch 1 and 32, sequence 128.
         latency_runs (`int`, defaults to 10): Timed runs per variant and shape; the median is reported.
-        threads (`int`, *optional*): Threads for PyTorch and ONNX Runtime (PyTorch's default when `None`).
+        threads (`int`, *optional*): Threads for PyTorch and the backend (PyTorch's default when `None`).
         seed (`int`, defaults to 42): Seed of the data subsets.
         verbose (`bool`, defaults to `True`): Print the table at the end.
 
@@ -141,15 +194,19 @@ def export_model(
         `dict`: The report written to `<output_dir>/export_report.json`.
 
     Raises:
-        ExportError: For a folder that is not a model, corrupt or mismatched weights or tokenizer, bad options, or
-            `exporter="optimum"` where optimum-onnx does not import.
-        ParityError: When ONNX fp32 outputs differ from PyTorch by more than `tolerance` (the report is still
-            written, with `parity.passed = false`).
+        ExportError: For a folder that is not a model, corrupt or mismatched weights or tokenizer, bad options,
+            `exporter="optimum"` where optimum-onnx does not import, or `backend="openvino"` where OpenVINO (or,
+            for INT8, NNCF) does not.
+        ParityError: When the fp32 export's outputs differ from PyTorch by more than `tolerance` (the report is
+            still written, with `parity.passed = false`).
     """
+    if backend not in BACKENDS:
+        raise ExportError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}.")
     model_dir = Path(model_dir).expanduser()
-    output_dir = Path(output_dir).expanduser() if output_dir is not None else model_dir / "onnx"
+    output_dir = Path(output_dir).expanduser() if output_dir is not None else model_dir / DEFAULT_OUTPUT_SUBDIR[backend]
+    quantize = resolve_quantization(quantize, task_name)
     if quantize not in (None, "dynamic", "static"):
-        raise ExportError(f"quantize={quantize!r}: choose 'dynamic', 'static' or None.")
+        raise ExportError(f"quantize={quantize!r}: choose 'dynamic', 'static', 'auto' or None.")
     if task_name is None and (train_file is not None or validation_file is not None):
         raise ExportError("train_file / validation_file need task_name: the task names the text columns, labels and "
                           "metric, e.g. `--task_name sst2 --calibration-data calibration.csv`.")
@@ -160,11 +217,26 @@ def export_model(
         raise ExportError(f"optimization_level={optimization_level!r}: choose O1, O2, O3 or none (O4 is GPU-only).")
     if output_dir.resolve() == model_dir.resolve():
         raise ExportError("output_dir must differ from model_dir (the export writes its own config.json).")
+    nncf_options = None
+    if backend == "openvino":
+        from .openvino_backend import require_openvino
+
+        require_openvino()
+        if quantize is not None:
+            from .nncf_quantization import nncf_settings, require_nncf
+
+            require_nncf()
+            nncf_options = nncf_settings(quantize, smooth_quant_alpha=smooth_quant_alpha,
+                                         fast_bias_correction=fast_bias_correction, ignored_scope=ignored_scope)
+    if calibration_samples is None:
+        calibration_samples = 300 if backend == "openvino" else 128
     exporter = resolve_exporter(exporter)
     spec = resolve_model_spec(model_dir, task=task, tower=tower)
-    if preset == "auto":
-        preset = detect_preset()
-    quant_config = quantization_config(quantize, preset, per_channel) if quantize else None
+    quant_config = None
+    if backend == "onnxruntime":
+        if preset == "auto":
+            preset = detect_preset()
+        quant_config = quantization_config(quantize, preset, per_channel) if quantize else None
     threads = _set_threads(threads)
 
     model = load_pytorch_model(model_dir, spec)
@@ -176,79 +248,132 @@ def export_model(
         task_data = _load_task(task_name, preprocessor, data_dir, train_file, validation_file, max_seq_length,
                                calibration_samples if quantize == "static" else 1, max_eval_samples, seed)
 
-    report = new_report(str(model_dir), spec.task, opset, exporter=REPORT_NAMES[exporter])
+    report = new_report(str(model_dir), spec.task, opset, exporter=REPORT_NAMES[exporter], backend=backend)
+    fp32_variant, int8_variant = BACKEND_VARIANTS[backend]
     output_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (ONNX_FP32_FILE, ONNX_INT8_FILE):
+    for stale in _stale_files(backend):
         if (output_dir / stale).exists():
             (output_dir / stale).unlink()
     with tempfile.TemporaryDirectory(prefix="hf-distill-export-") as scratch:
         raw_dir = Path(scratch) / "raw"
         export_to_onnx(model, spec, preprocessor, raw_dir, opset=opset, exporter=exporter)
-        report["optimization_level"] = optimize_onnx(raw_dir, output_dir, optimization_level, exporter=exporter)
-        copy_side_files(raw_dir, output_dir)
-        fp32_path = output_dir / ONNX_FP32_FILE
-        report["files"]["onnx_fp32"] = ONNX_FP32_FILE
+        if backend == "openvino":
+            from .openvino_exporter import write_openvino_fp32
 
-        session = create_session(fp32_path, threads)
-        parity_texts = SAMPLE_SENTENCES
-        parity = check_parity(model, session, _parity_feeds(spec, model, preprocessor, session, parity_texts,
-                                                            max_seq_length))
+            ov_model, fp32_runner = write_openvino_fp32(raw_dir, output_dir, threads)
+            report["files"][fp32_variant] = OPENVINO_FP32_FILE
+        else:
+            report["optimization_level"] = optimize_onnx(raw_dir, output_dir, optimization_level, exporter=exporter)
+            copy_side_files(raw_dir, output_dir)
+            fp32_runner = OnnxRuntimeRunner(output_dir / ONNX_FP32_FILE, threads)
+            report["files"][fp32_variant] = ONNX_FP32_FILE
+
+        parity = check_parity(model, fp32_runner, _parity_feeds(spec, model, preprocessor, fp32_runner,
+                                                                SAMPLE_SENTENCES, max_seq_length))
         report["parity"] = {"max_abs_diff": parity["max_abs_diff"], "tolerance": tolerance,
                             "passed": parity["max_abs_diff"] <= tolerance, "num_samples": parity["num_samples"]}
         if not report["parity"]["passed"]:
             write_report(report, output_dir)
+            name = "OpenVINO" if backend == "openvino" else "ONNX"
+            fix = ("another opset (`--opset`) or the other exporter (`--exporter`)" if backend == "openvino" else
+                   "optimization_level=None (`--optimization_level none`), another opset or the other exporter "
+                   "(`--exporter`)")
             raise ParityError(
-                f"The ONNX export in {output_dir} does not match PyTorch: max |diff| {parity['max_abs_diff']:.3e} > "
-                f"tolerance {tolerance:.0e} (per output: {parity['per_output']}). Try optimization_level=None "
-                "(`--optimization_level none`), another opset or the other exporter (`--exporter`); the report is in "
+                f"The {name} export in {output_dir} does not match PyTorch: max |diff| {parity['max_abs_diff']:.3e} > "
+                f"tolerance {tolerance:.0e} (per output: {parity['per_output']}). Try {fix}; the report is in "
                 "export_report.json."
             )
 
-        sessions = {"onnx_fp32": session}
-        if quant_config is not None:
+        runners = {fp32_variant: fp32_runner}
+        calibration_set = None
+        if quantize == "static":
+            calibration_set = task_data.train
+            if calibration_set is None or len(calibration_set) == 0:
+                raise ExportError(f"Task {task_name!r} has no training split to calibrate on; pass train_file.")
+        if backend == "openvino" and quantize is not None:
+            from .openvino_exporter import write_openvino_int8
+
+            feeds = None
+            if calibration_set is not None:
+                feeds = _calibration_feeds(calibration_set, fp32_runner.input_names, preprocessor, max_seq_length,
+                                           batch_size=1, padding=OPENVINO_CALIBRATION_PADDING)
+            runners[int8_variant] = write_openvino_int8(ov_model, output_dir, nncf_options, feeds, threads)
+            report["files"][int8_variant] = OPENVINO_INT8_FILE
+            report["quantization"] = {"mode": quantize, "method": "nncf",
+                                      "calibration_examples": len(feeds) if feeds else None,
+                                      "nncf": {key: value for key, value in nncf_options.to_dict().items()
+                                               if key not in ("mode", "subset_size")}}
+            if quantize == "dynamic":
+                report["quantization"]["nncf"] = {"weights": "int8_asym per channel",
+                                                  "ignored_scope": list(nncf_options.ignored_scope)}
+        elif quant_config is not None:
             int8_path = output_dir / ONNX_INT8_FILE
             if quantize == "dynamic":
-                quantize_dynamic_onnx(fp32_path, int8_path, quant_config)
+                quantize_dynamic_onnx(output_dir / ONNX_FP32_FILE, int8_path, quant_config)
                 calibration_examples = None
             else:
-                calibration_set = task_data.train
-                if calibration_set is None or len(calibration_set) == 0:
-                    raise ExportError(f"Task {task_name!r} has no training split to calibrate on; pass train_file.")
-                input_names = [spec.name for spec in session.get_inputs()]
-                feeds = _calibration_feeds(calibration_set, input_names, preprocessor, max_seq_length)
+                feeds = _calibration_feeds(calibration_set, fp32_runner.input_names, preprocessor, max_seq_length)
                 quantize_static_onnx(raw_dir / ONNX_FP32_FILE, int8_path, quant_config, feeds, Path(scratch))
                 calibration_examples = len(calibration_set)
-            report["files"]["onnx_int8"] = ONNX_INT8_FILE
+            report["files"][int8_variant] = ONNX_INT8_FILE
             report["quantization"] = {"mode": quantize, "preset": preset, "per_channel": per_channel,
                                       "calibration_examples": calibration_examples}
-            sessions["onnx_int8"] = create_session(int8_path, threads)
-        save_ort_config(output_dir, report["optimization_level"], quant_config, opset=opset, exporter=exporter)
+            runners[int8_variant] = OnnxRuntimeRunner(int8_path, threads)
+        if backend == "onnxruntime":
+            save_ort_config(output_dir, report["optimization_level"], quant_config, opset=opset, exporter=exporter)
 
+    if backend == "openvino":
+        report["inference_precision"] = {name: runner.precision for name, runner in runners.items()}
     if task_data is not None and spec.task == "text-classification" and task_data.evaluation:
         split, dataset = next(iter(task_data.evaluation.items()))
-        input_names = [spec.name for spec in session.get_inputs()]
         predictors = {"pytorch_fp32": lambda feeds: _torch_logits(model, feeds)}
-        for name, variant in sessions.items():
-            predictors[name] = (lambda s: lambda feeds: s.run(None, {i.name: feeds[i.name] for i in s.get_inputs()})[0])(variant)
-        scores = evaluate_variants(predictors, dataset, preprocessor, input_names, task_data.compute_metrics,
-                                   task_data.score)
+        for name, runner in runners.items():
+            predictors[name] = (lambda r: lambda feeds: r.run(feeds)[0])(runner)
+        scores = evaluate_variants(predictors, dataset, preprocessor, fp32_runner.input_names,
+                                   task_data.compute_metrics, task_data.score)
         metric = task_data.metric_names[0] if len(task_data.metric_names) == 1 else "mean(" + ",".join(
             task_data.metric_names) + ")"
         report["accuracy"] = {"metric": metric, "eval_examples": len(dataset), "pytorch_fp32": scores["pytorch_fp32"],
-                              "onnx_fp32": scores["onnx_fp32"], "onnx_int8": scores.get("onnx_int8")}
+                              fp32_variant: scores[fp32_variant], int8_variant: scores.get(int8_variant)}
 
-    report["size_mb"] = {"pytorch_fp32": pytorch_size_mb(model_dir),
-                         "onnx_fp32": size_mb([fp32_path, output_dir / (ONNX_FP32_FILE + "_data")]),
-                         "onnx_int8": size_mb([output_dir / ONNX_INT8_FILE]) if quant_config else None}
+    report["size_mb"] = {"pytorch_fp32": pytorch_size_mb(model_dir)}
+    for variant in (fp32_variant, int8_variant):
+        report["size_mb"][variant] = _variant_size(output_dir, report["files"][variant])
     if latency:
-        report["latency_ms"], report["pytorch_attention"] = _latencies(model_dir, sessions, spec, latency_runs)
-        report["speedup_int8_vs_pytorch_batch_32"] = speedup(report["latency_ms"])
-    report["machine"] = machine_info(threads)
+        report["latency_ms"], report["pytorch_attention"] = _latencies(model_dir, runners, spec, latency_runs)
+        report["speedup_int8_vs_pytorch_batch_32"] = speedup(report["latency_ms"], int8_variant)
+    report["machine"] = machine_info(threads, (backend,))
     write_report(report, output_dir)
     if verbose:
         print(format_table(report))
         print(f"wrote {output_dir / 'export_report.json'}")
     return report
+
+
+def resolve_quantization(quantize: Optional[str], task_name: Optional[str]) -> Optional[str]:
+    """The INT8 mode to run: `quantize`, with `"auto"` resolved to `"static"` where `task_name` gives calibration
+    data and to `"dynamic"` otherwise (`AUTO_QUANTIZATION`)."""
+    if quantize != "auto":
+        return quantize
+    return AUTO_QUANTIZATION["with calibration data" if task_name is not None else "without"]
+
+
+def _stale_files(backend: str) -> tuple[str, ...]:
+    if backend == "openvino":
+        from .openvino_exporter import stale_files
+
+        return stale_files()
+    return ONNX_FP32_FILE, ONNX_INT8_FILE
+
+
+def _variant_size(output_dir: Path, file_name: Optional[str]) -> Optional[float]:
+    """Size on disk of one exported variant: the ONNX file with its external data, or the IR's `.xml` and `.bin`."""
+    if not file_name:
+        return None
+    path = output_dir / file_name
+    if path.suffix == ".xml":
+        return size_mb([path, path.with_suffix(".bin")])
+    return size_mb([path, output_dir / (file_name + "_data")])
 
 
 def _torch_logits(model, feeds: dict) -> np.ndarray:
@@ -258,68 +383,45 @@ def _torch_logits(model, feeds: dict) -> np.ndarray:
         return model(**{name: torch.from_numpy(value) for name, value in feeds.items()}).logits.float().numpy()
 
 
-def _latencies(model_dir: Path, sessions: dict, spec: ModelSpec, runs: int, shapes=DEFAULT_SHAPES) -> tuple[dict, str]:
-    """Latencies of the ONNX `sessions` and of the PyTorch model as a user loads it (default attention kernel).
+def _latencies(model_dir: Path, runners: dict, spec: ModelSpec, runs: int, shapes=DEFAULT_SHAPES) -> tuple[dict, str]:
+    """Latencies of the export `runners` and of the PyTorch model as a user loads it (default attention kernel).
 
     Returns:
         `tuple`: The `latency_ms` table and the PyTorch baseline's attention implementation (e.g. `"sdpa"`).
     """
     model = load_pytorch_model(model_dir, spec, attn_implementation=None)
-    reference = next(iter(sessions.values()))
+    reference = next(iter(runners.values()))
     max_positions = getattr(model.config, "max_position_embeddings", None)
     if max_positions:
         shapes = tuple((batch, min(length, max_positions)) for batch, length in shapes)
-    table = measure_latencies(model, sessions, lambda b, s: synthetic_feeds(reference, model, b, s), shapes=shapes,
-                              runs=runs, modality=spec.modality)
+    timed = {"pytorch_fp32": TorchRunner(model, reference.input_names, reference.output_names), **runners}
+    table = measure_latencies(timed, lambda b, s: synthetic_feeds(reference.input_names, model, b, s), shapes=shapes,
+                              runs=runs, modality=spec.modality, image_size=getattr(model.config, "image_size", None))
     return table, model.config._attn_implementation
-
-
-def _model_type(model_dir: Path) -> str:
-    import json
-
-    with open(model_dir / "config.json", encoding="utf-8") as file:
-        return json.load(file).get("model_type", "")
 
 
 def benchmark_export(export_dir: str | os.PathLike, latency_runs: int = 10, threads: Optional[int] = None,
                      update_report: bool = True, verbose: bool = True) -> dict:
-    """Measures latency again for an existing export (PyTorch fp32 from the report's `source_model`).
+    """Measures latency again for an existing export, with every other runtime of its model (`benchmark.py`).
 
     Args:
         export_dir (`str` or `os.PathLike`): A folder written by `export_model` / `hf-distill export`.
         latency_runs (`int`, defaults to 10): Timed runs per variant and shape.
-        threads (`int`, *optional*): Threads for PyTorch and ONNX Runtime.
+        threads (`int`, *optional*): Threads for PyTorch and the runtimes.
         update_report (`bool`, defaults to `True`): Write the new latencies into `export_report.json`.
         verbose (`bool`, defaults to `True`): Print the table.
 
     Returns:
-        `dict`: The updated report.
+        `dict`: The updated report of `export_dir`.
     """
+    from .benchmark import benchmark_model
+
     export_dir = Path(export_dir).expanduser()
     report = read_report(export_dir)
-    source = Path(report["source_model"])
-    if not source.is_dir():
-        raise ExportError(f"The report's source_model {source} does not exist any more; the PyTorch baseline needs it.")
-    threads = _set_threads(threads)
-    sessions = {}
-    for variant, file_name in (("onnx_fp32", report["files"]["onnx_fp32"]), ("onnx_int8", report["files"]["onnx_int8"])):
-        if file_name:
-            path = export_dir / file_name
-            if not path.is_file():
-                raise ExportError(f"{path} is missing; re-run `hf-distill export`.")
-            sessions[variant] = create_session(path, threads)
-    if not sessions:
-        raise ExportError(f"The report in {export_dir} names no ONNX file; re-run `hf-distill export`.")
-    input_names = {spec.name for spec in next(iter(sessions.values())).get_inputs()}
-    tower = None
-    if _model_type(source).startswith("clip"):
-        tower = "vision" if "pixel_values" in input_names else "text"
-    spec = resolve_model_spec(source, tower=tower)
-    report["latency_ms"], report["pytorch_attention"] = _latencies(source, sessions, spec, latency_runs)
-    report["speedup_int8_vs_pytorch_batch_32"] = speedup(report["latency_ms"])
-    report["machine"] = machine_info(threads)
-    if update_report:
-        write_report(report, export_dir)
+    result = benchmark_model(report["source_model"], export_dirs=[export_dir], latency_runs=latency_runs,
+                             threads=threads, update_reports=update_report, teacher=False, write_summary=False,
+                             verbose=False)
+    updated = result["reports"][str(export_dir)]
     if verbose:
-        print(format_table(report))
-    return report
+        print(format_table(updated))
+    return updated

@@ -1,10 +1,10 @@
-"""Latency of PyTorch fp32, ONNX fp32 and ONNX int8 on fixed-shape inputs, measured in one process."""
+"""Latency of several runtimes (PyTorch, ONNX Runtime, OpenVINO) on the same inputs, measured in one process."""
 
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 DEFAULT_SHAPES = ((1, 128), (32, 128))
 
@@ -34,37 +34,69 @@ def shape_key(batch_size: int, sequence_length: int, modality: str = "text", ima
     return f"batch_{batch_size}_seq_{sequence_length}"
 
 
-def measure_latencies(model, sessions: dict, feeds_for_shape: Callable[[int, int], dict], shapes=DEFAULT_SHAPES,
-                      runs: int = 10, warmup: int = 2, modality: str = "text") -> dict[str, dict[str, float]]:
-    """Median latency of the PyTorch model and each ONNX session at each (batch, sequence) shape.
+def measure_latencies(runners: dict, feeds_for_shape: Callable[[int, int], dict], shapes=DEFAULT_SHAPES,
+                      runs: int = 10, warmup: int = 2, modality: str = "text",
+                      image_size: Optional[int] = None) -> dict[str, dict[str, float]]:
+    """Median latency of each runner at each (batch, sequence) shape, the runners taking turns.
 
     Args:
-        model (`PreTrainedModel`): The PyTorch fp32 model (eval mode).
-        sessions (`dict`): Variant name (`"onnx_fp32"`, `"onnx_int8"`) -> `InferenceSession`.
+        runners (`dict`): Variant name (`"pytorch_fp32"`, `"onnx_int8"`, `"openvino_int8"`, ...) -> `Runner`
+            (`runners.py`); each is fed the inputs it takes.
         feeds_for_shape (`Callable`): `(batch, sequence) -> feed dict` of numpy arrays.
         shapes (`tuple`): (batch, sequence) pairs.
         runs (`int`): Timed rounds per shape (the median is kept); variants alternate within a round.
         warmup (`int`): Untimed runs first.
+        modality (`str`, defaults to `"text"`): `"vision"` names the shapes by image size.
+        image_size (`int`, *optional*): The image size of a vision model (for the shape keys).
 
     Returns:
-        `dict`: Shape key -> {"pytorch_fp32": ms, "onnx_fp32": ms, "onnx_int8": ms}.
+        `dict`: Shape key -> {variant: ms}.
     """
-    import torch
-
     results = {}
     for batch_size, sequence_length in shapes:
         feeds = feeds_for_shape(batch_size, sequence_length)
-        tensors = {name: torch.from_numpy(value) for name, value in feeds.items()}
-
-        def run_torch():
-            with torch.inference_mode():
-                model(**tensors)
-
-        runners = {"pytorch_fp32": run_torch}
-        for name, session in sessions.items():
-            session_feeds = {spec.name: feeds[spec.name] for spec in session.get_inputs()}
-            runners[name] = (lambda s, f: lambda: s.run(None, f))(session, session_feeds)
-        row = median_latencies_ms(runners, runs, warmup)
-        image_size = getattr(model.config, "image_size", 224)
-        results[shape_key(batch_size, sequence_length, modality, image_size)] = {k: round(v, 2) for k, v in row.items()}
+        calls = {}
+        for name, runner in runners.items():
+            runner_feeds = {key: feeds[key] for key in runner.input_names if key in feeds}
+            calls[name] = (lambda r, f: lambda: r.run(f))(runner, runner_feeds)
+        row = median_latencies_ms(calls, runs, warmup)
+        key = shape_key(batch_size, sequence_length, modality, image_size or 224)
+        results[key] = {name: round(value, 2) for name, value in row.items()}
     return results
+
+
+def measure_dataset_latency(runners: dict, batches: list[dict], runs: int = 3, warmup: int = 1) -> tuple[dict, dict]:
+    """Mean time per batch of each runner over a list of real batches, and each runner's outputs.
+
+    Each round runs every runner over all the batches in turn (A over the set, B over the set, ...); the median
+    round is kept and divided by the number of batches. The first output of every batch is kept from the warm-up
+    (or first) round, so the task metric of each variant comes from the same run.
+
+    Args:
+        runners (`dict`): Variant name -> `Runner`.
+        batches (`list[dict]`): Feed dicts (e.g. an evaluation set padded per batch to its longest sequence).
+        runs (`int`, defaults to 3): Timed rounds.
+        warmup (`int`, defaults to 1): Untimed rounds first (at least one round's outputs are kept either way).
+
+    Returns:
+        `tuple[dict, dict]`: Variant -> ms per batch, and variant -> list of first outputs (one per batch).
+    """
+    outputs = {name: [] for name in runners}
+
+    def sweep(name, runner, keep):
+        for feeds in batches:
+            result = runner.run({k: feeds[k] for k in runner.input_names if k in feeds})
+            if keep:
+                outputs[name].append(result[0])
+
+    calls = {}
+    for name, runner in runners.items():
+        state = {"first": True}
+
+        def call(name=name, runner=runner, state=state):
+            sweep(name, runner, state["first"])
+            state["first"] = False
+
+        calls[name] = call
+    totals = median_latencies_ms(calls, runs=max(runs, 1), warmup=warmup)
+    return {name: round(value / max(len(batches), 1), 2) for name, value in totals.items()}, outputs

@@ -1,11 +1,14 @@
-"""Checks of an export: fp32 parity with PyTorch, and the task metric of each variant on an evaluation set."""
+"""Checks of an export, whatever runs it: fp32 parity with PyTorch, and the task metric of each variant on an
+evaluation set."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
+
+from .runners import select_feeds
 
 DEFAULT_TOLERANCE = 1e-4
 SAMPLE_SENTENCES = (
@@ -21,7 +24,7 @@ SAMPLE_SENTENCES = (
 
 
 class ParityError(RuntimeError):
-    """The fp32 ONNX model's outputs differ from PyTorch's by more than the tolerance."""
+    """The fp32 export's outputs (ONNX Runtime or OpenVINO) differ from PyTorch's by more than the tolerance."""
 
 
 def create_session(path: Path, threads: Optional[int] = None):
@@ -42,25 +45,33 @@ def text_feeds(tokenizer, texts, max_length: int = 128, padding="longest") -> di
     return {name: np.asarray(value, dtype=np.int64) for name, value in encoded.items()}
 
 
-def synthetic_feeds(session, model, batch_size: int, sequence_length: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs of a fixed shape for every input of `session` (token ids, full masks, or pixels)."""
+def synthetic_feeds(input_names: Sequence[str], model, batch_size: int, sequence_length: int,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs of a fixed shape for every name in `input_names` (token ids, full masks, or pixels).
+
+    Args:
+        input_names (`Sequence[str]`): The inputs of the export (a runner's `input_names`).
+        model (`PreTrainedModel`): Gives the vocabulary size, or the image size and channels.
+        batch_size, sequence_length (`int`): The shape.
+        seed (`int`, defaults to 0): Seed of the token ids or pixels.
+    """
     rng = np.random.default_rng(seed)
     config = model.config
     feeds = {}
-    for spec in session.get_inputs():
-        if spec.name == "input_ids":
+    for name in input_names:
+        if name == "input_ids":
             vocab_size = getattr(config, "vocab_size", 1000)
             low = min(1000, vocab_size // 2)
-            feeds[spec.name] = rng.integers(low, vocab_size, (batch_size, sequence_length), dtype=np.int64)
-        elif spec.name == "attention_mask":
-            feeds[spec.name] = np.ones((batch_size, sequence_length), dtype=np.int64)
-        elif spec.name == "token_type_ids":
-            feeds[spec.name] = np.zeros((batch_size, sequence_length), dtype=np.int64)
-        elif spec.name == "pixel_values":
+            feeds[name] = rng.integers(low, vocab_size, (batch_size, sequence_length), dtype=np.int64)
+        elif name == "attention_mask":
+            feeds[name] = np.ones((batch_size, sequence_length), dtype=np.int64)
+        elif name == "token_type_ids":
+            feeds[name] = np.zeros((batch_size, sequence_length), dtype=np.int64)
+        elif name == "pixel_values":
             size = config.image_size
-            feeds[spec.name] = rng.standard_normal((batch_size, config.num_channels, size, size)).astype(np.float32)
+            feeds[name] = rng.standard_normal((batch_size, config.num_channels, size, size)).astype(np.float32)
         else:
-            raise ValueError(f"No synthetic value for the ONNX input {spec.name!r}.")
+            raise ValueError(f"No synthetic value for the input {name!r}.")
     return feeds
 
 
@@ -76,26 +87,32 @@ def pytorch_outputs(model, feeds: dict[str, np.ndarray], names: list[str]) -> li
     return [outputs[name].float().numpy() for name in names]
 
 
-def check_parity(model, session, feeds: dict[str, np.ndarray]) -> dict:
-    """Largest absolute difference between the ONNX session's outputs and the PyTorch model's, over all outputs.
+def check_parity(model, runner, feeds: dict[str, np.ndarray]) -> dict:
+    """Largest absolute difference between an export's outputs and the PyTorch model's, over all outputs.
+
+    Args:
+        model (`PreTrainedModel`): The PyTorch model.
+        runner (`Runner`): The export (`runners.OnnxRuntimeRunner`, `openvino_backend.OpenVINORunner`).
+        feeds (`dict[str, np.ndarray]`): The inputs (those the runner does not take are ignored).
 
     Returns:
         `dict`: `max_abs_diff`, `num_samples` and `per_output` (name -> max abs diff).
     """
-    names = [output.name for output in session.get_outputs()]
-    feeds = {spec.name: feeds[spec.name] for spec in session.get_inputs()}
-    onnx_values = session.run(names, feeds)
+    names = runner.output_names
+    feeds = select_feeds(feeds, runner.input_names)
+    export_values = runner.run(feeds)
     torch_values = pytorch_outputs(model, feeds, names)
     per_output = {}
-    for name, onnx_value, torch_value in zip(names, onnx_values, torch_values):
-        if onnx_value.shape != torch_value.shape:
-            raise ParityError(f"ONNX output {name!r} has shape {onnx_value.shape}, PyTorch's {torch_value.shape}.")
-        per_output[name] = float(np.max(np.abs(onnx_value.astype(np.float64) - torch_value)))
+    for name, export_value, torch_value in zip(names, export_values, torch_values):
+        if export_value.shape != torch_value.shape:
+            raise ParityError(f"Exported output {name!r} has shape {export_value.shape}, PyTorch's {torch_value.shape}.")
+        per_output[name] = float(np.max(np.abs(export_value.astype(np.float64) - torch_value)))
     num_samples = len(next(iter(feeds.values())))
     return {"max_abs_diff": max(per_output.values()), "num_samples": num_samples, "per_output": per_output}
 
 
-def _batches(dataset, input_names: list[str], tokenizer, batch_size: int):
+def task_batches(dataset, input_names: list[str], tokenizer, batch_size: int = 32):
+    """Batches of a tokenized evaluation set, each padded to its longest sequence: `(feeds, labels)` pairs."""
     for start in range(0, len(dataset), batch_size):
         rows = dataset[start:start + batch_size]
         features = [{name: rows[name][i] for name in input_names if name in rows} for i in range(len(rows["labels"]))]
@@ -122,7 +139,7 @@ def evaluate_variants(predictors: dict[str, Callable[[dict], np.ndarray]], datas
 
     logits = {name: [] for name in predictors}
     labels = []
-    for feeds, batch_labels in _batches(dataset, input_names, tokenizer, batch_size):
+    for feeds, batch_labels in task_batches(dataset, input_names, tokenizer, batch_size):
         labels.append(batch_labels)
         for name, predict in predictors.items():
             logits[name].append(np.asarray(predict(feeds), dtype=np.float32))

@@ -32,6 +32,7 @@ class GeneralModelArguments(ModelArguments):
     )
 
     def __post_init__(self):
+        super().__post_init__()
         if self.student_architecture not in STUDENT_ARCHITECTURES:
             raise ValueError(
                 f"student_architecture must be one of {STUDENT_ARCHITECTURES}, got {self.student_architecture!r}."

@@ -25,6 +25,7 @@ the start and end of training, held-out losses). The TinyBERT task stage picks b
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Any, Optional
@@ -40,8 +41,9 @@ from transformers import (
     set_seed,
 )
 
+from ..checks import check_run_folder, fit_sequence_length
 from ..config import DistillationConfig
-from ..modeling import check_model_path, load_tokenizer, model_load_kwargs
+from ..modeling import check_model_path, load_pretrained, load_tokenizer, model_load_kwargs
 from ..runs import HEADS_WEIGHTS_NAME, describe_model, recipe_record, write_results
 from ..tasks.arguments import ModelArguments
 from ..tasks.run import create_student_from_args
@@ -77,7 +79,7 @@ def load_general_model(path: str, masked_lm: bool, model_args: ModelArguments, w
             "general stage (recipes/general/tinybert_general.yaml: kd_weight=0, mlm_weight=0), which needs no head."
         )
     loader = AutoModelForMaskedLM if masked_lm else AutoModel
-    return loader.from_pretrained(path, **model_load_kwargs(model_args))
+    return load_pretrained(loader, path, what, **model_load_kwargs(model_args))
 
 
 def build_general_student(
@@ -202,6 +204,11 @@ def run_general(model_args: GeneralModelArguments, data_args: TextDataArguments,
     Returns:
         `dict`: The results.
     """
+    check_run_folder(config, (config.teacher_model_name_or_path, model_args.model_name_or_path,
+                              model_args.student_model_name_or_path))
+    data_args = dataclasses.replace(data_args, max_seq_length=fit_sequence_length(data_args.max_seq_length, {
+        "teacher": config.teacher_model_name_or_path, "model": model_args.model_name_or_path,
+        "student": model_args.student_model_name_or_path}, model_args.trust_remote_code))
     set_seed(config.seed)
     teacher_path = config.teacher_model_name_or_path
     if not teacher_path:

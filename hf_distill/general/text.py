@@ -31,6 +31,7 @@ from typing import Any, Optional, Union
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, load_dataset
 from transformers import PreTrainedTokenizerBase
 
+from ..checks import check_text_file
 from ..compat import special_tokens_frame, with_special_tokens
 from .arguments import OFFLINE_TEXT_DATASETS, TextDataArguments
 
@@ -70,10 +71,13 @@ def _load_files(data_args: TextDataArguments) -> Union[DatasetDict, IterableData
     builders = {_builder_for(path) for paths in files.values() for path in paths}
     if len(builders) > 1:
         raise ValueError(f"The text files mix formats ({sorted(builders)}): use one format for all of them.")
+    builder = next(iter(builders))
     for path in (p for paths in files.values() for p in paths):
         if not os.path.isfile(os.path.expanduser(path)):
             raise FileNotFoundError(f"The text file {path!r} does not exist.")
-    return load_dataset(builders.pop(), data_files=files, streaming=data_args.streaming)
+        if builder in ("text", "csv", "json"):  # parquet is binary
+            check_text_file(os.path.expanduser(path), header=builder == "csv")
+    return load_dataset(builder, data_files=files, streaming=data_args.streaming)
 
 
 def load_raw_text(data_args: TextDataArguments, seed: int = 42) -> dict[str, AnyDataset]:

@@ -25,6 +25,14 @@ from ..terms import FAMILY_TERMS, TASK_TERMS
 CARD_NAME = "README.md"
 EXPORT_REPORT_NAME = "export_report.json"
 DEFAULT_EXPORT_SUBDIR = "onnx"
+EXPORT_SUBDIRS = ("onnx", "openvino")
+REPO_EXPORT_FOLDERS = {"onnxruntime": "onnx", "openvino": "openvino"}
+"""The repository folder each backend's export is published under (`hf-distill push --include-export`)."""
+_BACKEND_NAMES = {"onnxruntime": "ONNX", "openvino": "OpenVINO"}
+_VARIANT_ORDER = ("pytorch_fp32", "teacher_fp32", "onnx_fp32", "onnx_int8", "openvino_fp32", "openvino_int8")
+_VARIANT_LABELS = {"pytorch_fp32": "PyTorch fp32", "teacher_fp32": "teacher fp32", "onnx_fp32": "ONNX fp32",
+                   "onnx_int8": "ONNX INT8", "openvino_fp32": "OpenVINO fp32", "openvino_int8": "OpenVINO INT8"}
+_INT8_VARIANTS = {"onnxruntime": "onnx_int8", "openvino": "openvino_int8"}
 TEMPLATE_PATH = Path(__file__).parent.parent / "model_cards" / "distilled_model_card.md"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -53,29 +61,58 @@ def is_hub_id(name: Optional[str]) -> bool:
     return bool(_HUB_ID.match(name))
 
 
-def find_export_report(model_dir: str, export_dir: Optional[str] = None) -> Optional[str]:
+def find_export_report(model_dir: str, export_dir: Optional[str] = None,
+                       backend: Optional[str] = None) -> Optional[str]:
     """The `export_report.json` of a model folder's export: `export_dir`, `<model_dir>/onnx`, or a subfolder.
 
     Args:
         model_dir (`str`): The model folder.
         export_dir (`str`, *optional*): The export folder, when `hf-distill export --output` put it elsewhere.
+        backend (`str`, *optional*): Only an export of this backend (`"onnxruntime"` or `"openvino"`).
 
     Returns:
         `str` or `None`: The report's path, or `None` when there is no export.
+    """
+    reports = find_export_reports(model_dir, export_dir)
+    if backend is not None:
+        reports = [path for path in reports if _report_backend(path) == backend]
+    return reports[0] if reports else None
+
+
+def find_export_reports(model_dir: str, export_dir: Optional[str] = None) -> list[str]:
+    """The `export_report.json` files of a model folder's exports, one per backend: `export_dir` when given, else
+    `<model_dir>/onnx`, `<model_dir>/openvino`, then any other subfolder with a report.
+
+    Raises:
+        FileNotFoundError: When `export_dir` holds no report.
     """
     if export_dir is not None:
         path = os.path.join(export_dir, EXPORT_REPORT_NAME)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No {EXPORT_REPORT_NAME} in {export_dir}: run `hf-distill export` first.")
-        return path
-    default = os.path.join(model_dir, DEFAULT_EXPORT_SUBDIR, EXPORT_REPORT_NAME)
-    if os.path.isfile(default):
-        return default
-    for name in sorted(os.listdir(model_dir)):
+        return [path]
+    names = list(EXPORT_SUBDIRS) + [name for name in sorted(os.listdir(model_dir))
+                                    if name not in EXPORT_SUBDIRS and not name.startswith("checkpoint-")]
+    found, backends = [], set()
+    for name in names:
         path = os.path.join(model_dir, name, EXPORT_REPORT_NAME)
-        if not name.startswith("checkpoint-") and os.path.isfile(path):
-            return path
-    return None
+        if os.path.isfile(path) and _report_backend(path) not in backends:
+            found.append(path)
+            backends.add(_report_backend(path))
+    return found
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def _report_backend(path: str) -> str:
+    """The backend of an export report; reports written before OpenVINO are ONNX Runtime's."""
+    try:
+        return _read_json(path).get("backend") or "onnxruntime"
+    except (OSError, ValueError):
+        return "onnxruntime"
 
 
 def _glue_task(name: Optional[str]):
@@ -241,10 +278,12 @@ def comparison_rows(results: dict[str, Any], export: Optional[dict[str, Any]]) -
     if size_ratio is not None:
         size += f" ({100 * size_ratio:.0f}% of the teacher)"
     rows.append({"label": "size on disk (MB)", "teacher": _fmt_mb(teacher.get("size_mb")), "student": size})
-    for key, values in ((export or {}).get("latency_ms") or {}).items():
-        if isinstance(values, dict) and values.get("pytorch_fp32") is not None:
+    for key, values in _merged_latency(_as_reports(export)).items():
+        if isinstance(values, dict) and values.get("pytorch_fp32") is not None and not key.startswith("dev_"):
             shape = key.replace("batch_", "batch ").replace("_seq_", ", seq ")
-            rows.append({"label": f"latency, {shape} (ms, PyTorch fp32 on CPU)", "teacher": "not measured",
+            teacher_ms = values.get("teacher_fp32")
+            rows.append({"label": f"latency, {shape} (ms, PyTorch fp32 on CPU)",
+                         "teacher": "not measured" if teacher_ms is None else _fmt(teacher_ms, ".1f"),
                          "student": _fmt(values["pytorch_fp32"], ".1f")})
     rows.append({"label": _score_name(results), "teacher": _fmt(teacher.get("score")), "student": _fmt(student.get("score"))})
     if results.get("retention_percent") is not None:
@@ -261,15 +300,41 @@ def _other_metric_rows(results: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def _export_headline(export: Optional[dict[str, Any]]) -> Optional[str]:
-    if not export or not (export.get("files") or {}).get("onnx_int8"):
+def _as_reports(export: Any) -> list[dict[str, Any]]:
+    """Export reports as a list: `None`, one report, or a list of them."""
+    if not export:
+        return []
+    return [export] if isinstance(export, dict) else [report for report in export if report]
+
+
+def _merged_latency(reports: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The latency rows of several exports merged by shape (a benchmark writes the same rows into each)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for key, values in (report.get("latency_ms") or {}).items():
+            merged.setdefault(key, {}).update({k: v for k, v in (values or {}).items() if v is not None})
+    return merged
+
+
+def _export_headline(export: Any) -> Optional[str]:
+    """The card's one-line summary of the fastest INT8 export (at batch 32), or `None` without an INT8 export."""
+    candidates = []
+    for report in _as_reports(export):
+        backend = report.get("backend") or "onnxruntime"
+        if (report.get("files") or {}).get(_INT8_VARIANTS[backend]):
+            candidates.append((report.get("speedup_int8_vs_pytorch_batch_32") or 0, backend, report))
+    if not candidates:
         return None
-    text = f"its INT8 ONNX export is {_fmt_mb((export.get('size_mb') or {}).get('onnx_int8'))} MB"
-    if export.get("speedup_int8_vs_pytorch_batch_32") is not None:
-        text += f" and {export['speedup_int8_vs_pytorch_batch_32']}x faster than PyTorch fp32 at batch 32"
-    accuracy = export.get("accuracy") or {}
-    if accuracy.get("onnx_int8") is not None:
-        text += f" ({accuracy.get('metric')} {_fmt(accuracy['onnx_int8'])})"
+    _, backend, report = max(candidates, key=lambda item: item[0])
+    variant = _INT8_VARIANTS[backend]
+    text = f"its INT8 {_BACKEND_NAMES[backend]} export is {_fmt_mb((report.get('size_mb') or {}).get(variant))} MB"
+    if report.get("speedup_int8_vs_pytorch_batch_32") is not None:
+        text += f" and {report['speedup_int8_vs_pytorch_batch_32']}x faster than PyTorch fp32 at batch 32"
+        if report.get("speedup_int8_vs_teacher_batch_32") is not None:
+            text += f", {report['speedup_int8_vs_teacher_batch_32']}x faster than the teacher"
+    accuracy = report.get("accuracy") or {}
+    if accuracy.get(variant) is not None:
+        text += f" ({accuracy.get('metric')} {_fmt(accuracy[variant])})"
     return text
 
 
@@ -367,63 +432,155 @@ def recipe_rows(results: dict[str, Any]) -> tuple[list[dict[str, str]], str]:
     return rows, formula
 
 
-def export_section(report_path: str, model_dir: str, in_repo: Optional[bool] = None) -> dict[str, Any]:
-    """The export section's values, from an `export_report.json` (format_version 1).
+def export_section(report_paths: str | list[str], model_dir: str,
+                   in_repo: Optional[bool | set[str]] = None) -> dict[str, Any]:
+    """The export section's values, from one or more `export_report.json` files (format_version 1).
+
+    With an ONNX Runtime and an OpenVINO export the section covers both: their files, quantization, parity, and one
+    table with a column per variant (and the teacher's, when `hf-distill benchmark` timed it).
 
     Args:
-        report_path (`str`): The report.
+        report_paths (`str` or `list[str]`): The reports (one per backend).
         model_dir (`str`): The model folder the card is written for.
-        in_repo (`bool`, *optional*): Whether the export is published with the model (`push --include-onnx`,
-            under `onnx/`); `None` for a local card, which names the export folder as it is on disk.
+        in_repo (`bool` or `set[str]`, *optional*): Whether the exports are published with the model (`push
+            --include-export`: `onnx/` and `openvino/`), or the set of backends whose export is (`--include-onnx`:
+            `{"onnxruntime"}`); `None` for a local card, which names the export folders as they are on disk.
     """
-    with open(report_path) as file:
-        report = json.load(file)
-    export_dir = os.path.dirname(os.path.abspath(report_path))
-    inside = export_dir.startswith(os.path.abspath(model_dir) + os.sep)
-    folder = "onnx" if in_repo else (os.path.relpath(export_dir, model_dir) if inside else export_dir)
-    files = report.get("files") or {}
-    int8 = files.get("onnx_int8")
-    names = [f"`{folder}/{name}`" for name in (files.get("onnx_fp32"), int8) if name]
-    columns_keys = ["pytorch_fp32", "onnx_fp32"] + (["onnx_int8"] if int8 else [])
-    columns = {"pytorch_fp32": "PyTorch fp32", "onnx_fp32": "ONNX fp32", "onnx_int8": "ONNX INT8"}
-    rows = [{"label": "size (MB)", "cells": [_fmt_mb((report.get("size_mb") or {}).get(k)) for k in columns_keys]}]
-    accuracy = report.get("accuracy")
+    paths = [report_paths] if isinstance(report_paths, str) else list(report_paths)
+    reports = [_read_json(path) for path in paths]
+    backends = [report.get("backend") or "onnxruntime" for report in reports]
+    published = set(backends) if in_repo is True else set() if not in_repo else set(in_repo)
+    names, quantization_texts, parity_texts, speed_texts, folders = [], [], [], [], {}
+    for path, report, backend in zip(paths, reports, backends):
+        export_dir = os.path.dirname(os.path.abspath(path))
+        inside = export_dir.startswith(os.path.abspath(model_dir) + os.sep)
+        folder = (REPO_EXPORT_FOLDERS[backend] if in_repo is not None and backend in published else
+                  os.path.relpath(export_dir, model_dir) if inside else export_dir)
+        folders[backend] = folder
+        files = [name for name in (report.get("files") or {}).values() if name]
+        listed = " and ".join(f"`{folder}/{name}`" for name in files)
+        names.append(listed + (f" ({'ONNX Runtime' if backend == 'onnxruntime' else 'OpenVINO'})"
+                               if len(reports) > 1 else ""))
+        quantization_texts += [_quantization_text(report, backend, prefix=len(reports) > 1)]
+        parity_texts.append(_parity_text(report, backend))
+        speed_texts.append(_speed_text(report, backend))
+    columns_keys = [variant for variant in _VARIANT_ORDER if _has_variant(reports, variant)]
+    sizes: dict[str, Any] = {}
+    accuracy: dict[str, Any] = {}
+    for report in reports:
+        sizes.update({k: v for k, v in (report.get("size_mb") or {}).items() if v is not None})
+        if report.get("teacher"):
+            sizes["teacher_fp32"] = report["teacher"].get("size_mb")
+        for key, value in (report.get("accuracy") or {}).items():
+            accuracy.setdefault(key, value)  # the first report's metric, sample count and PyTorch score
+    rows = [{"label": "size (MB)", "cells": [_fmt_mb(sizes.get(k)) for k in columns_keys]}]
     if accuracy:
         rows.append({"label": f"{accuracy.get('metric')} ({accuracy.get('eval_examples')} examples)",
                      "cells": [_fmt(accuracy.get(k)) for k in columns_keys]})
-    for key, values in (report.get("latency_ms") or {}).items():
-        shape = key.replace("batch_", "batch ").replace("_seq_", ", seq ")
-        rows.append({"label": f"latency, {shape} (ms)", "cells": [_fmt((values or {}).get(k), ".1f") for k in columns_keys]})
-    quantization = report.get("quantization")
-    quant_text = None
-    if quantization:
-        quant_text = (f"{quantization.get('mode')} INT8 quantization, {quantization.get('preset')} preset, "
-                      f"{'per-channel' if quantization.get('per_channel') else 'per-tensor'} weights")
-        if quantization.get("calibration_examples"):
-            quant_text += f", {quantization['calibration_examples']} calibration examples"
-    parity = report.get("parity") or {}
-    parity_text = ""
-    if parity:
-        parity_text = (f"ONNX fp32 vs PyTorch: max abs difference {_fmt(parity.get('max_abs_diff'), '.2g')} on "
-                       f"{parity.get('num_samples')} samples (tolerance {_fmt(parity.get('tolerance'), 'g')}): "
-                       f"{'passed' if parity.get('passed') else 'FAILED'}.")
-    if report.get("speedup_int8_vs_pytorch_batch_32") is not None:
-        parity_text += f" INT8 is {report['speedup_int8_vs_pytorch_batch_32']}x faster than PyTorch at batch 32."
-    machine = report.get("machine") or {}
-    machine_text = ", ".join(f"{k} {v}" for k, v in machine.items() if v is not None)
+    for key, values in _merged_latency(reports).items():
+        if key.startswith("dev_"):
+            label = f"ms per batch of real {key[len('dev_'):].replace('_batch_', ' dev examples, batch ')}"
+        else:
+            label = f"latency, {key.replace('batch_', 'batch ').replace('_seq_', ', seq ')} (ms)"
+        rows.append({"label": label, "cells": [_fmt((values or {}).get(k), ".1f") for k in columns_keys]})
+    separate = len({json.dumps((r.get("latency_ms") or {}), sort_keys=True) for r in reports if r.get("latency_ms")}) > 1
+    note = ""
+    if separate:
+        note = (" The latencies of the two backends come from separate runs; `hf-distill benchmark MODEL_DIR` times "
+                "them together.")
+    machine: dict[str, Any] = {}
+    for report in reports:
+        machine.update({k: v for k, v in (report.get("machine") or {}).items() if v is not None})
+    machine_text = ", ".join(f"{k} {v}" for k, v in machine.items())
+    unpublished = [_BACKEND_NAMES[b] for b in backends if b not in published]
+    published_note = ""
+    if in_repo is not None and unpublished:
+        published_note = f" The {' and '.join(unpublished)} files are not part of this repository."
+    first = reports[0]
     return {
-        "report_path": f"{folder}/{os.path.basename(report_path)}",
-        "published_note": "" if in_repo or in_repo is None else " The ONNX files are not part of this repository.",
-        "files": " and ".join(names) or "the ONNX model",
-        "source_model": report.get("source_model"),
-        "int8": bool(int8),
-        "opset": report.get("opset"),
-        "quantization": quant_text,
-        "parity": parity_text,
-        "columns": [columns[k] for k in columns_keys],
+        "title": " / ".join(_BACKEND_NAMES[b] for b in backends) + (" / INT8" if _has_int8(reports) else ""),
+        "report_path": " and ".join(f"{folders[b]}/{os.path.basename(p)}" for p, b in zip(paths, backends)),
+        "published_note": published_note,
+        "files": "; ".join(names) or "the exported model",
+        "source_model": first.get("source_model"),
+        "int8": _has_int8(reports),
+        "opset": first.get("opset"),
+        "backends": backends,
+        "quantization": "; ".join(text for text in quantization_texts if text) or None,
+        "parity": " ".join(text for text in parity_texts + speed_texts if text) + note,
+        "columns": [_VARIANT_LABELS[k] for k in columns_keys],
         "rows": rows,
         "machine": machine_text,
     }
+
+
+def _has_variant(reports: list[dict[str, Any]], variant: str) -> bool:
+    if variant == "pytorch_fp32":
+        return True
+    for report in reports:
+        if (report.get("files") or {}).get(variant):
+            return True
+        if variant == "teacher_fp32" and report.get("teacher"):
+            return True
+    return False
+
+
+def _has_int8(reports: list[dict[str, Any]]) -> bool:
+    return any((r.get("files") or {}).get(_INT8_VARIANTS[r.get("backend") or "onnxruntime"]) for r in reports)
+
+
+def _quantization_text(report: dict[str, Any], backend: str, prefix: bool) -> Optional[str]:
+    quantization = report.get("quantization")
+    if not quantization:
+        return None
+    if backend == "openvino":
+        options = quantization.get("nncf") or {}
+        text = f"{quantization.get('mode')} INT8 quantization with NNCF"
+        details = []
+        if options.get("model_type"):
+            details.append(f"{options['model_type']} model type")
+        if options.get("smooth_quant_alpha") is not None:
+            alpha = options["smooth_quant_alpha"]
+            details.append("SmoothQuant off" if alpha < 0 else f"SmoothQuant alpha {alpha:g}")
+        if options.get("ignored_scope"):
+            details.append(f"{len(options['ignored_scope'])} ignored node patterns")
+        if details:
+            text += f" ({', '.join(details)})"
+    else:
+        text = (f"{quantization.get('mode')} INT8 quantization, {quantization.get('preset')} preset, "
+                f"{'per-channel' if quantization.get('per_channel') else 'per-tensor'} weights")
+    if quantization.get("calibration_examples"):
+        text += f", {quantization['calibration_examples']} calibration examples"
+    return f"{_BACKEND_NAMES[backend]}: {text}" if prefix else text
+
+
+def _parity_text(report: dict[str, Any], backend: str) -> str:
+    parity = report.get("parity") or {}
+    if not parity:
+        return ""
+    return (f"{_BACKEND_NAMES[backend]} fp32 vs PyTorch: max abs difference {_fmt(parity.get('max_abs_diff'), '.2g')} "
+            f"on {parity.get('num_samples')} samples (tolerance {_fmt(parity.get('tolerance'), 'g')}): "
+            f"{'passed' if parity.get('passed') else 'FAILED'}.")
+
+
+def _speed_text(report: dict[str, Any], backend: str) -> str:
+    text = ""
+    if report.get("speedup_int8_vs_pytorch_batch_32") is not None:
+        name = "INT8" if backend == "onnxruntime" else "OpenVINO INT8"
+        text = f"{name} is {report['speedup_int8_vs_pytorch_batch_32']}x faster than PyTorch at batch 32"
+        if report.get("speedup_int8_vs_teacher_batch_32") is not None:
+            text += f" and {report['speedup_int8_vs_teacher_batch_32']}x faster than the teacher's PyTorch fp32"
+        text += "."
+    return text
+
+
+def _published_backends(include_onnx: Optional[bool], include_export: Optional[bool]) -> Optional[bool | set[str]]:
+    """What a card says is in the repository: `None` for a local card, `True` for every export, else the backends."""
+    if include_onnx is None and include_export is None:
+        return None
+    if include_export:
+        return True
+    return {"onnxruntime"} if include_onnx else False
 
 
 def _data_source(results: dict[str, Any]) -> str:
@@ -505,6 +662,7 @@ def build_model_card(
     export_dir: Optional[str] = None,
     results: Optional[dict[str, Any]] = None,
     include_onnx: Optional[bool] = None,
+    include_export: Optional[bool] = None,
 ) -> ModelCard:
     """Builds the model card of a run folder.
 
@@ -516,20 +674,20 @@ def build_model_card(
         base_model (`str`, *optional*): Hub id of the teacher, when `results.json` names a local folder.
         export_dir (`str`, *optional*): The export folder when it is not `<model_dir>/onnx`.
         results (`dict`, *optional*): The results to use instead of reading `results.json`.
-        include_onnx (`bool`, *optional*): For a card that is pushed: whether the export is uploaded with it
+        include_onnx (`bool`, *optional*): For a card that is pushed: whether the ONNX export is uploaded with it
             (under `onnx/`). `None` (a local card) names the export folder as it is on disk.
+        include_export (`bool`, *optional*): For a card that is pushed: whether every export (ONNX under `onnx/`,
+            OpenVINO under `openvino/`) is uploaded with it.
 
     Returns:
         `huggingface_hub.ModelCard`.
     """
     results = results if results is not None else read_results(model_dir)
     model_name = repo_id or os.path.basename(os.path.normpath(model_dir))
-    report_path = find_export_report(model_dir, export_dir)
-    export = export_section(report_path, model_dir, in_repo=include_onnx) if report_path else None
-    export_raw = None
-    if report_path:
-        with open(report_path) as file:
-            export_raw = json.load(file)
+    report_paths = find_export_reports(model_dir, export_dir)
+    in_repo = _published_backends(include_onnx, include_export)
+    export = export_section(report_paths, model_dir, in_repo=in_repo) if report_paths else None
+    export_raw = [_read_json(path) for path in report_paths]
     recipe, formula = recipe_rows(results)
     glue = _glue_task(results.get("task"))
     labels = _labels(model_dir)
@@ -552,13 +710,13 @@ def build_model_card(
         card_data,
         template_path=str(TEMPLATE_PATH),
         model_name=model_name,
-        repo_id=repo_id or model_dir,
+        repo_id=repo_id or model_name,
         summary=_summary(results),
         headline=_headline(results, export_raw),
         comparison=comparison_rows(results, export_raw),
         other_metrics=_other_metric_rows(results),
         loading_note=_loading_note(results),
-        usage_code=_usage_code(results, repo_id or model_dir, card_data.pipeline_tag),
+        usage_code=_usage_code(results, repo_id or model_name, card_data.pipeline_tag),
         losses_module=_LOSSES_MODULES.get(results.get("recipe_family") or "task", "hf_distill.losses"),
         recipe=recipe,
         loss_formula=formula,

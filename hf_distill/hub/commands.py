@@ -47,7 +47,8 @@ def push_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-distill push",
         description="Upload a run folder to a Hub model repository in one commit: weights, config, tokenizer, the "
-        "model card (rebuilt for the repository) and results.json; with --include-onnx the ONNX/INT8 export too. "
+        "model card (rebuilt for the repository) and results.json; with --include-export every export too (ONNX "
+        "under onnx/, OpenVINO under openvino/), with --include-onnx the ONNX/INT8 export only. "
         "Projection heads, the EMA teacher, checkpoints, optimizer states and training_args.bin stay local. The "
         "token comes from HF_TOKEN or `hf auth login` and is never printed.",
     )
@@ -55,8 +56,11 @@ def push_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repo-id", required=True, help="user/name or org/name of the model repository.")
     parser.add_argument("--private", action="store_true", help="Create the repository private.")
     parser.add_argument("--revision", help="Branch to commit to (created from main when missing).")
+    parser.add_argument("--include-export", action="store_true",
+                        help="Also upload every export of `hf-distill export`: ONNX Runtime's under onnx/, OpenVINO's "
+                             "under openvino/, and benchmark_report.json.")
     parser.add_argument("--include-onnx", action="store_true", help="Also upload the ONNX/INT8 export, under onnx/.")
-    parser.add_argument("--export-dir", help="The export folder, when it is not OUTPUT_DIR/onnx.")
+    parser.add_argument("--export-dir", help="The export folder, when it is not in OUTPUT_DIR (onnx/, openvino/).")
     parser.add_argument("--license", help="License id for the card's metadata.")
     parser.add_argument("--base-model", help="Hub id of the teacher, when the run used a local teacher folder.")
     parser.add_argument("--commit-message", help="Commit message.")
@@ -72,7 +76,8 @@ def push_command(argv: Sequence[str]) -> int:
     try:
         result = push_to_hub(
             options.output_dir, options.repo_id, private=options.private, revision=options.revision,
-            include_onnx=options.include_onnx, export_dir=options.export_dir, commit_message=options.commit_message,
+            include_onnx=options.include_onnx, include_export=options.include_export, export_dir=options.export_dir,
+            commit_message=options.commit_message,
             dry_run=options.dry_run, license=options.license, base_model=options.base_model,
         )
     except (FileNotFoundError, PermissionError, ValueError) as error:

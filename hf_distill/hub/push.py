@@ -1,8 +1,9 @@
 """Publishing a run folder to the Hugging Face Hub: what `hf-distill push` and `push_to_hub=True` upload.
 
 What is uploaded is an allow-list (`upload_plan`): the student's weights and config, its tokenizer,
-the model card (`README.md`) and `results.json`, and with `include_onnx=True` the files of the
-ONNX/INT8 export folder. A run of models made of parts publishes its parts the same way: every peer
+the model card (`README.md`) and `results.json`, and with `include_export=True` the files of every export
+folder (the ONNX Runtime one under `onnx/`, the OpenVINO one under `openvino/`, and `benchmark_report.json`), or
+with `include_onnx=True` those of the ONNX/INT8 export only. A run of models made of parts publishes its parts the same way: every peer
 folder of a mutual-learning run (`peer_<i>/`, with `mutual_learning.json`), and the exit heads of a
 self-distillation run (`early_exit_heads.safetensors`, `early_exit.json`, the early-exit curve). Everything else in the folder stays local; in particular projection heads
 (`distillation_heads.*`), the EMA teacher, `checkpoint-*` folders with optimizer, scheduler and RNG
@@ -21,7 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..runs import RESULTS_NAME
-from .card import CARD_NAME, build_model_card, find_export_report
+from .card import CARD_NAME, REPO_EXPORT_FOLDERS, build_model_card, find_export_reports
+
+BENCHMARK_NAME = "benchmark_report.json"
+"""What `hf-distill benchmark` writes into the model folder; published with `include_export=True`."""
 
 WEIGHT_PATTERNS = (
     "model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json",
@@ -80,22 +84,24 @@ def _is_published(name: str) -> bool:
 
 
 def upload_plan(
-    model_dir: str, include_onnx: bool = False, export_dir: Optional[str] = None
+    model_dir: str, include_onnx: bool = False, export_dir: Optional[str] = None, include_export: bool = False
 ) -> tuple[list[UploadFile], dict[str, str]]:
     """What `push` uploads from a model folder, and what it leaves out.
 
     Args:
         model_dir (`str`): The run folder (student, tokenizer, `README.md`, `results.json`).
-        include_onnx (`bool`, defaults to `False`): Also upload the export folder's files, under `onnx/`.
-        export_dir (`str`, *optional*): The export folder when it is not `<model_dir>/onnx`.
+        include_onnx (`bool`, defaults to `False`): Also upload the ONNX export folder's files, under `onnx/`.
+        export_dir (`str`, *optional*): The export folder when it is not in `<model_dir>` (`onnx/`, `openvino/`).
+        include_export (`bool`, defaults to `False`): Also upload every export folder's files: the ONNX Runtime
+            export under `onnx/`, the OpenVINO export under `openvino/`, and `benchmark_report.json`.
 
     Returns:
         `tuple[list[UploadFile], dict[str, str]]`: The files to upload, sorted by path in the repository,
         and the folder's other entries with the reason each is left out.
 
     Raises:
-        FileNotFoundError: When the folder holds no model weights or config, or `include_onnx` is set but
-            there is no export.
+        FileNotFoundError: When the folder holds no model weights or config, or `include_onnx` /
+            `include_export` is set but there is no such export.
     """
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_dir} is not a folder: give the output_dir of an `hf-distill train` run.")
@@ -120,14 +126,7 @@ def upload_plan(
         raise FileNotFoundError(
             f"{model_dir} holds no model (config.json and model.safetensors): give the output_dir of a finished run."
         )
-    report = find_export_report(model_dir, export_dir) if (include_onnx or export_dir) else None
-    if include_onnx:
-        if report is None:
-            raise FileNotFoundError(
-                f"--include-onnx: no export_report.json under {model_dir}: run `hf-distill export {model_dir}` first, "
-                "or pass the export folder."
-            )
-        folder = os.path.dirname(report)
+    for folder, prefix in _export_folders(model_dir, export_dir, include_onnx, include_export):
         inside = os.path.abspath(folder).startswith(os.path.abspath(model_dir) + os.sep)
         if inside:
             skipped.pop(os.path.relpath(folder, model_dir).split(os.sep)[0] + "/", None)
@@ -136,8 +135,39 @@ def upload_plan(
             for name in sorted(names_in_root):
                 if _never_uploaded(name) is None:
                     path = os.path.join(root, name)
-                    files.append(UploadFile(path, "onnx/" + os.path.relpath(path, folder).replace(os.sep, "/")))
+                    files.append(UploadFile(path, prefix + "/" + os.path.relpath(path, folder).replace(os.sep, "/")))
+    if include_export and os.path.isfile(os.path.join(model_dir, BENCHMARK_NAME)):
+        skipped.pop(BENCHMARK_NAME, None)
+        files.append(UploadFile(os.path.join(model_dir, BENCHMARK_NAME), BENCHMARK_NAME))
     return sorted(files, key=lambda item: item.path_in_repo), skipped
+
+
+def _export_folders(model_dir: str, export_dir: Optional[str], include_onnx: bool,
+                    include_export: bool) -> list[tuple[str, str]]:
+    """The export folders to upload, each with its folder in the repository (`onnx` or `openvino`)."""
+    if not (include_onnx or include_export):
+        if export_dir is not None:
+            find_export_reports(model_dir, export_dir)  # a wrong --export-dir is an error even when not uploaded
+        return []
+    flag = "--include-export" if include_export else "--include-onnx"
+    reports = find_export_reports(model_dir, export_dir)
+    backends = {path: _backend_of(path) for path in reports}
+    if not include_export:
+        reports = [path for path in reports if backends[path] == "onnxruntime"]
+    if not reports:
+        what = "export_report.json" if include_export else "ONNX export (export_report.json)"
+        raise FileNotFoundError(
+            f"{flag}: no {what} under {export_dir or model_dir}: run `hf-distill export {model_dir}` first, "
+            "or pass the export folder."
+        )
+    return [(os.path.dirname(path), REPO_EXPORT_FOLDERS[backends[path]]) for path in reports]
+
+
+def _backend_of(report_path: str) -> str:
+    import json
+
+    with open(report_path, encoding="utf-8") as file:
+        return json.load(file).get("backend") or "onnxruntime"
 
 
 def _human_size(size: int) -> str:
@@ -178,6 +208,7 @@ def push_to_hub(
     license: Optional[str] = None,
     base_model: Optional[str] = None,
     create_repo: bool = True,
+    include_export: bool = False,
 ) -> Any:
     """Uploads a run folder's published files to a Hub model repository in one commit.
 
@@ -191,13 +222,15 @@ def push_to_hub(
             visibility).
         revision (`str`, *optional*): Branch to commit to; created from `main` when missing.
         include_onnx (`bool`, defaults to `False`): Upload the ONNX/INT8 export too, under `onnx/`.
-        export_dir (`str`, *optional*): The export folder when it is not `<model_dir>/onnx`.
+        export_dir (`str`, *optional*): The export folder when it is not in `<model_dir>` (`onnx/`, `openvino/`).
         commit_message (`str`, *optional*): Defaults to "Upload distilled model with hf-distill".
         dry_run (`bool`, defaults to `False`): Only return what would be uploaded; nothing is sent or written.
         token (`str`, *optional*): A token; by default `huggingface_hub`'s own (HF_TOKEN or the saved login).
         license (`str`, *optional*): License id for the card's metadata.
         base_model (`str`, *optional*): Hub id of the teacher for the card, when the run used a local folder.
         create_repo (`bool`, defaults to `True`): Create the repository when it does not exist.
+        include_export (`bool`, defaults to `False`): Upload every export too: ONNX Runtime's under `onnx/`,
+            OpenVINO's under `openvino/`, and `benchmark_report.json`.
 
     Returns:
         The `CommitInfo` of the commit, or for a dry run the tuple `(files, skipped)` of `upload_plan`.
@@ -206,17 +239,23 @@ def push_to_hub(
     card = None
     if has_results:
         card = build_model_card(model_dir, repo_id=repo_id, license=license, base_model=base_model,
-                                export_dir=export_dir, include_onnx=include_onnx)
+                                export_dir=export_dir, include_onnx=include_onnx, include_export=include_export)
     elif not os.path.isfile(os.path.join(model_dir, CARD_NAME)):
         raise FileNotFoundError(
             f"{model_dir} has neither results.json nor README.md: a model is published with its card. Push the "
             "output_dir of an `hf-distill train` run, or write a README.md."
         )
-    files, skipped = upload_plan(model_dir, include_onnx=include_onnx, export_dir=export_dir)
+    files, skipped = upload_plan(model_dir, include_onnx=include_onnx, export_dir=export_dir,
+                                 include_export=include_export)
     if card is not None and CARD_NAME not in {item.path_in_repo for item in files}:
         files = sorted([*files, UploadFile(os.path.join(model_dir, CARD_NAME), CARD_NAME)], key=lambda f: f.path_in_repo)
     if dry_run:
         return files, skipped
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+        raise PermissionError(
+            "HF_HUB_OFFLINE is set, so nothing can be uploaded: unset it to publish, or add --dry-run to list what "
+            "would be uploaded."
+        )
     _check_token(token)
     if card is not None:
         card.save(os.path.join(model_dir, CARD_NAME))

@@ -568,7 +568,7 @@ class SelfDistillationTrainer(DistillationTrainerBase):
             **kwargs,
         )
 
-    def _setup_student(self, model, args, train_dataset) -> None:
+    def _setup_student(self, model, args, train_dataset, processing_class=None) -> None:
         if model.exit_pooling != args.exit_pooling:
             raise ValueError(
                 f"The EarlyExitModel pools its exits with {model.exit_pooling!r} but args.exit_pooling is "

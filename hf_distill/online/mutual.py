@@ -200,7 +200,7 @@ class MutualLearningTrainer(DistillationTrainerBase):
             **kwargs,
         )
 
-    def _setup_student(self, model, args, train_dataset) -> None:
+    def _setup_student(self, model, args, train_dataset, processing_class=None) -> None:
         check_train_columns(train_dataset, args, needs_labels=self._max_weights["task_weight"] > 0,
                             why_labels="set task_weight=0 to train the peers on each other alone")
 

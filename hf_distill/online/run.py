@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from transformers import set_seed
 
+from ..checks import check_run_folder, fit_sequence_length
 from ..modeling import load_tokenizer
 from ..runs import count_parameters, recipe_record, write_results
 from ..tasks.arguments import DataArguments, ModelArguments
@@ -37,8 +38,12 @@ def run_mutual(peer_args: PeerArguments, data_args: DataArguments, config: Mutua
     Writes `peer_<i>/` (each loads with `AutoModelForSequenceClassification.from_pretrained`) and
     `results.json` into `config.output_dir`, and returns the results.
     """
-    set_seed(config.seed)
     peers_args = peer_args.peer_model_arguments()
+    check_run_folder(config, tuple(args.model_name_or_path for args in peers_args))
+    data_args = dataclasses.replace(data_args, max_seq_length=fit_sequence_length(
+        data_args.max_seq_length, {f"peer {i}": args.model_name_or_path for i, args in enumerate(peers_args)},
+        peer_args.trust_remote_code))
+    set_seed(config.seed)
     tokenizer = load_tokenizer(os.path.expanduser(peer_args.tokenizer_name or "") or peers_args[0].model_name_or_path,
                                trust_remote_code=peer_args.trust_remote_code)
     task = load_task_data(data_args, tokenizer, seed=config.data_seed or config.seed)
@@ -94,6 +99,10 @@ def run_self_distillation(model_args: ModelArguments, data_args: DataArguments, 
     `config.output_dir`, prints the per-exit accuracies and the speed/accuracy table, and returns
     the results.
     """
+    check_run_folder(config, (model_args.model_name_or_path, model_args.student_model_name_or_path))
+    data_args = dataclasses.replace(data_args, max_seq_length=fit_sequence_length(
+        data_args.max_seq_length, {"model": model_args.model_name_or_path,
+                                   "student": model_args.student_model_name_or_path}, model_args.trust_remote_code))
     set_seed(config.seed)
     model_args = dataclasses.replace(model_args, **{
         name: os.path.expanduser(getattr(model_args, name))

@@ -8,11 +8,13 @@ evaluation split, chance level, two-stage re-ranking) into `config.output_dir`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Optional, Union
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, CLIPConfig, CLIPModel, set_seed
 
-from ..modeling import check_model_path, load_tokenizer
+from ..checks import check_run_folder, fit_sequence_length
+from ..modeling import check_model_path, load_pretrained, load_tokenizer
 from ..runs import describe_model, recipe_record, write_results
 from .arguments import DATASETS, RetrievalDataArguments, RetrievalModelArguments
 from .config import RetrievalDistillationConfig
@@ -110,7 +112,7 @@ def load_processors(model_args, data_args, config) -> tuple[Any, Any]:
 
 def _load_dual_encoder(path: str, model_args: RetrievalModelArguments, what: str):
     check_model_path(path, what)
-    return AutoModel.from_pretrained(path, trust_remote_code=model_args.trust_remote_code, use_safetensors=True)
+    return load_pretrained(AutoModel, path, what, trust_remote_code=model_args.trust_remote_code, use_safetensors=True)
 
 
 def _layers(spec: Optional[str]) -> Union[None, int, list[int]]:
@@ -175,6 +177,11 @@ def run_retrieval(
         `dict`: `student` (and `teacher`) recalls on the evaluation split, `chance`, `two_stage`
         (when `rerank_top_k` > 0), `train` metrics, `recipe` and `data`.
     """
+    check_run_folder(config, (config.teacher_model_name_or_path, model_args.model_name_or_path,
+                              model_args.student_model_name_or_path))
+    data_args = dataclasses.replace(data_args, max_caption_length=fit_sequence_length(data_args.max_caption_length, {
+        "teacher": config.teacher_model_name_or_path, "model": model_args.model_name_or_path,
+        "student": model_args.student_model_name_or_path}, model_args.trust_remote_code))
     set_seed(config.seed)
     train_split, eval_split = load_splits(data_args, config.data_seed or config.seed)
     tokenizer, image_processor = load_processors(model_args, data_args, config)

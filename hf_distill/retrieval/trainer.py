@@ -140,7 +140,7 @@ class RetrievalDistillationTrainer(DistillationTrainerBase):
 
     # ------------------------------------------------------------------ setup
 
-    def _setup_student(self, model, args, train_dataset) -> None:
+    def _setup_student(self, model, args, train_dataset, processing_class=None) -> None:
         self._check_dual_encoder(model, "student")
         if self.teacher is not None:
             self._check_dual_encoder(self.teacher, "teacher")

@@ -87,9 +87,19 @@ class ModelArguments:
 
     @property
     def layer_list(self) -> Optional[list[int]]:
+        """`student_layers` as 0-based layer numbers (`None` when unset)."""
         if self.student_layers is None:
             return None
-        return [int(part) for part in str(self.student_layers).strip("[]").split(",") if part.strip()]
+        parts = [part.strip() for part in str(self.student_layers).strip("[]").split(",") if part.strip()]
+        if not all(part.isdigit() for part in parts):
+            raise ValueError(
+                f"student_layers must be 0-based layer numbers separated by commas, such as '0,2,4'; got "
+                f"{self.student_layers!r}."
+            )
+        return [int(part) for part in parts]
+
+    def __post_init__(self):
+        self.layer_list  # checks student_layers now, when the recipe is parsed
 
 
 @dataclass

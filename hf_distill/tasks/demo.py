@@ -39,6 +39,8 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                         help="Also train the student without a teacher (default on).")
     parser.add_argument("--seed", type=int, default=42, help="Seed of the data subset and training.")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="Run again into an output_dir that holds an earlier demo (its runs are replaced).")
     return parser
 
 
@@ -61,6 +63,7 @@ def _config(output_dir: str, options: dict, **loss) -> "DistillationConfig":
         report_to=[],
         dataloader_pin_memory=torch.cuda.is_available(),
         seed=options["seed"],
+        overwrite_output_dir=options["overwrite_output_dir"],
         **loss,
     )
 
@@ -74,6 +77,7 @@ def run_demo(
     batch_size: int = 32,
     baseline: bool = True,
     seed: int = 42,
+    overwrite_output_dir: bool = False,
 ) -> dict:
     """Runs the demo and returns a summary (also written to `<output_dir>/summary.json`)."""
     from .arguments import DataArguments, ModelArguments
@@ -81,7 +85,7 @@ def run_demo(
     from .run import run_recipe
 
     start = time.time()
-    options = {"epochs": epochs, "batch_size": batch_size, "seed": seed}
+    options = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "overwrite_output_dir": overwrite_output_dir}
     data = DataArguments(task_name="imdb", max_train_samples=num_train, max_eval_samples=num_eval,
                          max_seq_length=max_seq_length)
     teacher_dir = os.path.join(output_dir, "teacher")

@@ -25,6 +25,8 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
 from transformers import EvalPrediction, PreTrainedTokenizerBase
 
+from ..checks import check_text_column, check_text_file
+
 METRIC_SCRIPT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "metrics", "glue")
 """Folder of the shipped `evaluate` metric script (`glue.py`), for `evaluate.load(METRIC_SCRIPT_DIR, name)`."""
 
@@ -177,6 +179,7 @@ def read_glue_tsv(path: str, task: Union[GlueTask, str]) -> list[dict]:
     """
     task = get_glue_task(task)
     columns = _TSV_COLUMNS[task.name]
+    check_text_file(path, min_rows=0)
     with open(path, encoding="utf-8-sig", newline="") as file:
         reader = csv.reader(file, delimiter="\t", quoting=csv.QUOTE_NONE)
         if all(isinstance(column, int) for column in columns.values()):
@@ -215,6 +218,8 @@ _NO_LABEL_INDICES = (-1, -100)
 
 
 def _marks_no_label(value: Any) -> bool:
+    if isinstance(value, str):  # a label column read as text
+        return value.strip() in ("", *map(str, _NO_LABEL_INDICES))
     return value is None or (isinstance(value, float) and math.isnan(value)) or value in _NO_LABEL_INDICES
 
 
@@ -241,8 +246,9 @@ def _check_and_cast_labels(dataset: Dataset, task: GlueTask, source: str, allow_
             ]}, batched=True)
         return dataset.cast_column("label", Value("float32"))
     present = [value for value in found if value not in missing]
-    if dataset.features["label"].dtype in ("string", "large_string"):
-        bad = [value for value in present if value not in task.label_names]
+    strings = dataset.features["label"].dtype in ("string", "large_string")
+    if strings:  # names, or indices written as text
+        bad = [value for value in present if value not in task.label_names and _string_index(value, task) is None]
     else:
         bad = [value for value in present if not (float(value).is_integer() and 0 <= int(value) < task.num_labels)]
     if bad:
@@ -251,15 +257,23 @@ def _check_and_cast_labels(dataset: Dataset, task: GlueTask, source: str, allow_
             f"{list(task.label_names)} or their indices 0..{task.num_labels - 1}"
             + (", or leave the label empty for an example without one." if allow_unlabelled else ".")
         )
-    if missing:
+    if missing or strings:  # class indices, -1 for an example without a label
         def to_index(value: Any) -> int:
             if _marks_no_label(value):
                 return -1
-            return task.label_names.index(value) if isinstance(value, str) else int(value)
+            if isinstance(value, str):
+                return task.label_names.index(value) if value in task.label_names else _string_index(value, task)
+            return int(value)
 
         dataset = dataset.map(lambda batch: {"label": [to_index(value) for value in batch["label"]]}, batched=True,
                               features=Features({**dataset.features, "label": Value("int64")}))
     return dataset.cast_column("label", ClassLabel(names=list(task.label_names)))
+
+
+def _string_index(value: str, task: GlueTask) -> Optional[int]:
+    """A class index written as text (`"1"`), or `None`."""
+    text = str(value).strip()
+    return int(text) if text.isdigit() and int(text) < task.num_labels else None
 
 
 def _load_data_files(task: GlueTask, data_files: dict[str, str], cache_dir: Optional[str]) -> DatasetDict:
@@ -272,9 +286,21 @@ def _load_data_files(task: GlueTask, data_files: dict[str, str], cache_dir: Opti
                 "GLUE .tsv files pass `data_dir` instead."
             )
         kinds[split] = "csv" if extension == ".csv" else "json"
+        check_text_file(path, header=extension == ".csv")
     if len(set(kinds.values())) > 1:
         raise ValueError(f"data_files mixes CSV and JSON files ({data_files}); convert them to one format.")
-    dataset = load_dataset(next(iter(kinds.values())), data_files=data_files, cache_dir=cache_dir)
+    kind = next(iter(kinds.values()))
+    try:
+        dataset = load_dataset(kind, data_files=data_files, cache_dir=cache_dir)
+    except Exception as error:  # noqa: BLE001 - pyarrow's ArrowInvalid, or datasets' wrapper of it
+        if kind != "csv" or task.is_regression or "parse" not in str(error) + str(error.__cause__):
+            raise
+        # A label column that mixes names and indices ("negative", "1"): type inference fails on it, so every
+        # column is read as text and `_check_and_cast_labels` maps names and indices to class indices.
+        with open(next(iter(data_files.values())), encoding="utf-8-sig", newline="") as file:
+            header = next(csv.reader(file), [])
+        dataset = load_dataset(kind, data_files=data_files, cache_dir=cache_dir,
+                               features=Features({name: Value("string") for name in header}))
     for split, part in dataset.items():
         missing = [column for column in (*task.text_columns, "label") if column not in part.column_names]
         if missing:
@@ -282,6 +308,7 @@ def _load_data_files(task: GlueTask, data_files: dict[str, str], cache_dir: Opti
                 f"{data_files[split]} lacks the column(s) {missing} that {task.name} needs; "
                 f"found {part.column_names}. Rename the columns to {[*task.text_columns, 'label']}."
             )
+        check_text_column(part, task.text_columns, data_files[split])
         dataset[split] = _check_and_cast_labels(part, task, data_files[split], allow_unlabelled=split == "train")
     return dataset
 

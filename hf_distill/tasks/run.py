@@ -8,6 +8,7 @@ card (`README.md`, see `hf_distill.hub.card`) into `config.output_dir`, publishe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -23,11 +24,11 @@ from transformers import (
     set_seed,
 )
 
-from ..checks import check_same_tokenizer, check_unlabelled_examples
+from ..checks import check_run_folder, check_same_tokenizer, fit_sequence_length, check_unlabelled_examples
 from ..config import DistillationConfig
 from ..hub.card import write_model_card
 from ..hub.push import push_to_hub
-from ..modeling import check_model_path, load_tokenizer, model_load_kwargs
+from ..modeling import check_model_path, load_pretrained, load_tokenizer, model_load_kwargs
 from ..runs import describe_model, format_results_table, recipe_record, retention, run_provenance, write_results
 from ..students import create_student
 from ..trainer import DistillationTrainer
@@ -52,16 +53,16 @@ def load_classifier(path: str, task: TaskData, model_args: ModelArguments, what:
         saved = {int(k): v for k, v in config.id2label.items()}
         unnamed = all(name == f"LABEL_{index}" for index, name in saved.items())
         if task.id2label is not None and unnamed:  # default names carry no order: give it the task's
-            return AutoModelForSequenceClassification.from_pretrained(
-                path, **model_load_kwargs(model_args), **_label_config(task)
-            )
+            return load_pretrained(AutoModelForSequenceClassification, path, what, **model_load_kwargs(model_args),
+                                   **_label_config(task))
         if task.id2label is not None and saved != task.id2label:
             raise ValueError(
                 f"The {what} at {path} has labels {dict(config.id2label)} but task {task.name} uses "
                 f"{task.id2label}: fine-tune it with this task's label order."
             )
-        return AutoModelForSequenceClassification.from_pretrained(path, **model_load_kwargs(model_args))
-    return AutoModelForSequenceClassification.from_pretrained(path, **model_load_kwargs(model_args), **_label_config(task))
+        return load_pretrained(AutoModelForSequenceClassification, path, what, **model_load_kwargs(model_args))
+    return load_pretrained(AutoModelForSequenceClassification, path, what, **model_load_kwargs(model_args),
+                           **_label_config(task))
 
 
 def _label_config(task: TaskData) -> dict[str, Any]:
@@ -166,6 +167,11 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
     Returns:
         `dict`: The results (task, teacher, student, retention, recipe, training metrics).
     """
+    check_run_folder(config, (config.teacher_model_name_or_path, model_args.model_name_or_path,
+                              model_args.student_model_name_or_path))
+    data_args = dataclasses.replace(data_args, max_seq_length=fit_sequence_length(data_args.max_seq_length, {
+        "teacher": config.teacher_model_name_or_path, "model": model_args.model_name_or_path,
+        "student": model_args.student_model_name_or_path}, model_args.trust_remote_code))
     set_seed(config.seed)
     teacher_path = config.teacher_model_name_or_path
     tokenizer_path = (
@@ -177,6 +183,11 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
     if tokenizer_path is None:
         raise ValueError("Set teacher_model_name_or_path or model_name_or_path: there is no model to train.")
     tokenizer = load_tokenizer(tokenizer_path, trust_remote_code=model_args.trust_remote_code)
+    for what, path in (("teacher", teacher_path), ("model", model_args.model_name_or_path),
+                       ("student", model_args.student_model_name_or_path)):
+        if path and os.path.isdir(os.path.expanduser(path)) and os.path.abspath(os.path.expanduser(path)) != \
+                os.path.abspath(os.path.expanduser(tokenizer_path)):
+            check_same_tokenizer(tokenizer, os.path.expanduser(path), what)
     task = load_task_data(data_args, tokenizer, seed=config.data_seed or config.seed)
     if task.train is None:
         raise ValueError(f"Task {task.name} has no training split here: give data with a train.tsv or train_file.")
@@ -185,10 +196,6 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
 
     check_unlabelled_examples(task.unlabelled_train_examples, len(task.train), config, has_teacher=bool(teacher_path))
     teacher = load_classifier(teacher_path, task, model_args, "teacher") if teacher_path else None
-    if teacher is not None and model_args.student_model_name_or_path and os.path.isdir(
-        model_args.student_model_name_or_path
-    ):
-        check_same_tokenizer(tokenizer, model_args.student_model_name_or_path, "student")
     student = build_student(model_args, task, teacher)
     warn_if_gold_scores_unused(task, config)
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, **task.trainer_inputs(tokenizer))

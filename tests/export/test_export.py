@@ -1,7 +1,10 @@
-"""`hf-distill export` / `benchmark`: ONNX export, INT8 quantization, parity, accuracy, latency, errors.
+"""`hf-distill export` / `benchmark`: ONNX Runtime and OpenVINO export, INT8 quantization, parity, accuracy, latency,
+errors.
 
-Tiny models built in code, offline; each export runs in a few seconds. The export tests run once per exporter
-available here: `torch` always, `optimum` where optimum-onnx imports (transformers < 4.58).
+Tiny models built in code, offline; each export runs in a few seconds. The ONNX Runtime tests run once per exporter
+available here: `torch` always, `optimum` where optimum-onnx imports (transformers < 4.58). The OpenVINO tests need
+the `openvino` extra (`openvino`, `nncf`), which CI installs in both lanes; where it is missing they fail, except
+the ones that check the error a missing OpenVINO gives.
 """
 
 import json
@@ -37,9 +40,10 @@ from hf_distill.export import (
 OPTIMUM = optimum_onnx_available()
 EXPORTERS = ["torch", "optimum"] if OPTIMUM else ["torch"]
 REPORTED_EXPORTER = {"torch": "torch.onnx", "optimum": "optimum"}
-SCHEMA_KEYS = {"format_version", "source_model", "task", "opset", "exporter", "optimization_level", "files",
+SCHEMA_KEYS = {"format_version", "source_model", "task", "backend", "opset", "exporter", "optimization_level", "files",
                "quantization", "parity", "accuracy", "size_mb", "latency_ms", "pytorch_attention",
-               "speedup_int8_vs_pytorch_batch_32", "machine"}
+               "speedup_int8_vs_pytorch_batch_32", "teacher", "speedup_int8_vs_teacher_batch_32",
+               "inference_precision", "machine"}
 WORDS = ["the", "a", "film", "movie", "is", "was", "good", "bad", "great", "awful", "fun", "dull", "plot", "not",
          "very", "it", "and", "but", "acting", "story", "ok", "best", "worst", "ending", "long", "i", "liked"]
 POSITIVE = ["the film is good", "a great story", "it was fun and very good", "i liked the acting", "the best movie"]
@@ -116,8 +120,9 @@ def test_dynamic_export_writes_a_loadable_folder_and_a_full_report(classifier_di
     output, report, exporter = dynamic_export
     assert set(report) == SCHEMA_KEYS
     assert json.loads((output / "export_report.json").read_text()) == report
-    assert report["exporter"] == REPORTED_EXPORTER[exporter]
+    assert report["exporter"] == REPORTED_EXPORTER[exporter] and report["backend"] == "onnxruntime"
     assert report["task"] == "text-classification" and report["optimization_level"] == "O2"
+    assert report["teacher"] is None and report["inference_precision"] is None
     # O2 fused the transformer blocks (attention, residual + layer norm) without approximating GELU.
     op_types = _op_types(output / "model.onnx")
     assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= op_types
@@ -185,10 +190,12 @@ def test_parity_holds_for_other_batch_and_sequence_sizes(classifier_dir, dynamic
         np.testing.assert_allclose(session.run(None, feeds)[0], expected, atol=1e-4, rtol=0)
 
 
-def test_benchmark_measures_an_existing_export_again(dynamic_export, capsys):
+def test_benchmark_measures_an_existing_export_again(classifier_dir, dynamic_export, capsys):
     output, report, exporter = dynamic_export
     again = benchmark_export(output, latency_runs=1)
     assert set(again["latency_ms"]) == set(report["latency_ms"])
+    assert set(again["latency_ms"]["batch_32_seq_128"]) == {"pytorch_fp32", "onnx_fp32", "onnx_int8"}
+    assert not (classifier_dir / "benchmark_report.json").exists()  # one export timed again: its report only
     assert json.loads((output / "export_report.json").read_text())["latency_ms"] == again["latency_ms"]
     assert again["parity"] == report["parity"]
     assert "batch 32" in capsys.readouterr().out
@@ -415,15 +422,15 @@ def test_per_tensor_and_per_channel_are_recorded(classifier_dir, tmp_path, expor
     assert "per-channel False" in format_table(report)
 
 
-def test_optimum_and_onnxruntime_are_imported_lazily():
-    """`import hf_distill` (and the CLI) must stay fast: no module-level import of the ONNX stack."""
+def test_optimum_onnxruntime_and_openvino_are_imported_lazily():
+    """`import hf_distill` (and the CLI) must stay fast: no module-level import of the ONNX or OpenVINO stacks."""
     import ast
     import pathlib
 
     import hf_distill
 
     package = pathlib.Path(hf_distill.__file__).parent
-    heavy = ("optimum", "onnxruntime", "onnx")
+    heavy = ("optimum", "onnxruntime", "onnx", "openvino", "nncf", "openvino_telemetry")
     for path in [package / "cli.py", *sorted((package / "export").glob("*.py"))]:
         for node in ast.parse(path.read_text()).body:  # module level only; imports inside functions are lazy
             if isinstance(node, ast.Import):
@@ -475,10 +482,11 @@ def test_exporter_option_picks_optimum_where_it_imports_and_says_how_to_fix_it_w
 def test_export_help_imports_neither_torch_nor_transformers():
     code = ("import sys\nfrom hf_distill.cli import main\n"
             "try:\n    main(['export', '--help'])\nexcept SystemExit:\n    pass\n"
-            "print('loaded:', sorted(m for m in ('torch', 'transformers', 'onnx', 'onnxruntime', 'optimum') "
-            "if m in sys.modules))")
+            "print('loaded:', sorted(m for m in ('torch', 'transformers', 'onnx', 'onnxruntime', 'optimum', "
+            "'openvino', 'nncf') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert "--exporter {auto,optimum,torch}" in result.stdout
+    assert "--backend {onnxruntime,openvino}" in result.stdout
     assert "loaded: []" in result.stdout
 
 
@@ -555,3 +563,238 @@ def test_optimization_levels_mean_the_same_on_both_exporters(classifier_dir, tmp
         assert report["optimization_level"] == level and report["parity"]["passed"], level
         op_types = _op_types(output / "model.onnx")
         assert present <= op_types and not absent & op_types, (level, op_types)
+
+
+# --- OpenVINO (`--backend openvino`) and the benchmark of every runtime -------------------------------------------
+
+
+def _ov_logits(path, feeds):
+    import openvino
+
+    compiled = openvino.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return compiled({name: feeds[name] for name in (i.get_any_name() for i in compiled.inputs)})[0]
+
+
+@pytest.fixture(scope="module")
+def openvino_export(classifier_dir, tmp_path_factory):
+    """The classifier exported to OpenVINO with NNCF's static INT8, calibrated and scored on a tiny SST-2."""
+    root = tmp_path_factory.mktemp("openvino")
+    data_dir = _sst2_dir(root / "glue", n_train=24, n_dev=10)
+    output = root / "openvino"
+    report = export_model(classifier_dir, output, quantize="auto", backend="openvino", task_name="sst2",
+                          data_dir=str(data_dir), calibration_samples=16, latency_runs=1, verbose=False)
+    return output, report, data_dir
+
+
+def test_openvino_export_writes_ir_that_plain_openvino_loads_with_parity(classifier_dir, openvino_export):
+    from transformers import AutoTokenizer
+
+    output, report, _ = openvino_export
+    assert set(report) == SCHEMA_KEYS
+    assert json.loads((output / "export_report.json").read_text()) == report
+    assert report["backend"] == "openvino" and report["optimization_level"] is None
+    # optimum-intel's file names: OVModelFor*.from_pretrained(output) reads openvino_model.xml and its .bin;
+    # file_name="openvino_model_int8.xml" the INT8 model. Config and tokenizer sit beside them.
+    assert report["files"] == {"openvino_fp32": "openvino_model.xml", "openvino_int8": "openvino_model_int8.xml"}
+    for name in ("openvino_model.xml", "openvino_model.bin", "openvino_model_int8.xml", "openvino_model_int8.bin",
+                 "config.json", "tokenizer.json"):
+        assert (output / name).is_file(), name
+    assert not list(output.glob("*.onnx"))  # the ONNX trace stays in a scratch folder
+    assert report["quantization"]["mode"] == "static" and report["quantization"]["method"] == "nncf"
+    assert report["quantization"]["calibration_examples"] == 16
+    assert report["quantization"]["nncf"]["model_type"] == "transformer"
+    assert report["parity"]["passed"] and report["parity"]["max_abs_diff"] <= 1e-4
+    # fp32 runs in f32 (parity); INT8's other operations in the CPU's default (bf16 where it has AMX or AVX512-BF16).
+    assert report["inference_precision"]["openvino_fp32"] == "f32"
+    assert report["inference_precision"]["openvino_int8"] in ("f32", "bf16")
+    assert report["machine"]["openvino"] and report["machine"]["nncf"] and "onnxruntime" not in report["machine"]
+    for row in report["latency_ms"].values():
+        assert set(row) == {"pytorch_fp32", "openvino_fp32", "openvino_int8"} and all(v > 0 for v in row.values())
+    assert report["speedup_int8_vs_pytorch_batch_32"] == pytest.approx(
+        report["latency_ms"]["batch_32_seq_128"]["pytorch_fp32"]
+        / report["latency_ms"]["batch_32_seq_128"]["openvino_int8"], abs=0.01)
+    accuracy = report["accuracy"]
+    assert accuracy["eval_examples"] == 10 and accuracy["openvino_fp32"] == accuracy["pytorch_fp32"]
+    assert 0.0 <= accuracy["openvino_int8"] <= 1.0
+    assert report["size_mb"]["openvino_int8"] <= report["size_mb"]["openvino_fp32"]
+    assert os.path.getsize(output / "openvino_model_int8.bin") < 0.5 * os.path.getsize(output / "openvino_model.bin")
+
+    # Plain OpenVINO, no hf-distill: the fp32 IR matches PyTorch on a padded batch, at other shapes too.
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    inputs = tokenizer(POSITIVE + NEGATIVE, padding=True, return_tensors="np")
+    assert not inputs["attention_mask"].all()
+    feeds = {name: np.asarray(value, dtype=np.int64) for name, value in inputs.items()}
+    reference = BertForSequenceClassification.from_pretrained(classifier_dir).eval()
+    with torch.no_grad():
+        expected = reference(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+    np.testing.assert_allclose(_ov_logits(output / "openvino_model.xml", feeds), expected, atol=1e-4, rtol=0)
+    int8 = _ov_logits(output / "openvino_model_int8.xml", feeds)
+    assert int8.shape == expected.shape and np.abs(int8 - expected).max() < 0.1  # close, not identical
+    assert np.abs(int8 - expected).max() > 0
+    ids = np.random.default_rng(0).integers(5, 40, (3, 77))
+    long_feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    with torch.no_grad():
+        expected = reference(**{k: torch.from_numpy(v) for k, v in long_feeds.items()}).logits.numpy()
+    np.testing.assert_allclose(_ov_logits(output / "openvino_model.xml", long_feeds), expected, atol=1e-4, rtol=0)
+    assert "OpenVINO inference precision" in format_table(report) and "nncf" in format_table(report)
+
+
+def test_openvino_dynamic_int8_and_other_heads_from_the_command_line(tmp_path):
+    torch.manual_seed(0)
+    folder = _save(BertForMaskedLM(_config()).eval(), tmp_path / "mlm")
+    output = tmp_path / "mlm-ov"
+    assert main(["export", str(folder), "--backend", "openvino", "--quantize", "dynamic", "--output", str(output),
+                 "--no_latency"]) == 0
+    report = json.loads((output / "export_report.json").read_text())
+    assert report["task"] == "fill-mask" and report["parity"]["passed"]
+    assert report["quantization"]["mode"] == "dynamic" and report["quantization"]["calibration_examples"] is None
+    ids = np.random.default_rng(1).integers(5, 40, (2, 7))
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    assert _ov_logits(output / "openvino_model_int8.xml", feeds).shape == (2, 7, 40)
+
+    encoder = _save(BertModel(_config()).eval(), tmp_path / "encoder")
+    report = export_model(encoder, backend="openvino", latency=False, verbose=False)  # fp32 only, default folder
+    assert (encoder / "openvino" / "openvino_model.xml").is_file() and report["files"]["openvino_int8"] is None
+    assert report["task"] == "feature-extraction" and report["parity"]["max_abs_diff"] <= 1e-4
+
+
+def test_openvino_parity_failure_stops_the_export(classifier_dir, tmp_path, monkeypatch):
+    import hf_distill.export.exporter as exporter_module
+
+    original = exporter_module.export_to_onnx
+
+    def export_then_drift(model, *args, **kwargs):
+        path = original(model, *args, **kwargs)
+        with torch.no_grad():
+            model.classifier.bias += 0.01
+        return path
+
+    monkeypatch.setattr(exporter_module, "export_to_onnx", export_then_drift)
+    with pytest.raises(ParityError, match="The OpenVINO export .* does not match PyTorch"):
+        export_model(classifier_dir, tmp_path / "drift", quantize="dynamic", backend="openvino", latency=False,
+                     verbose=False)
+    report = json.loads((tmp_path / "drift" / "export_report.json").read_text())
+    assert report["parity"]["passed"] is False and not (tmp_path / "drift" / "openvino_model_int8.xml").exists()
+
+
+def test_missing_openvino_or_nncf_and_bad_folders_give_one_line_errors(classifier_dir, openvino_export, tmp_path,
+                                                                       monkeypatch, capsys):
+    import shutil
+
+    import hf_distill.export.nncf_quantization as nncf_module
+    import hf_distill.export.openvino_backend as ov_backend
+
+    with pytest.raises(ExportError, match="no config.json"):
+        export_model(tmp_path, tmp_path / "out", backend="openvino", latency=False, verbose=False)
+    with pytest.raises(ExportError, match="backend='tensorrt': choose one of onnxruntime, openvino"):
+        export_model(classifier_dir, tmp_path / "out", backend="tensorrt")
+
+    # A corrupt or incomplete IR folder: the benchmark names the folder and the command that rewrites it.
+    output, _, _ = openvino_export
+    broken = tmp_path / "broken"
+    shutil.copytree(output, broken)
+    (broken / "openvino_model.xml").write_text("<net><layers>")
+    with pytest.raises(ExportError) as error:
+        ov_backend.read_ir(broken / "openvino_model.xml")
+    assert "\n" not in str(error.value) and "corrupt" in str(error.value) and "--backend openvino" in str(error.value)
+    (broken / "openvino_model_int8.bin").unlink()
+    with pytest.raises(ExportError, match="openvino_model_int8.bin is missing"):
+        ov_backend.read_ir(broken / "openvino_model_int8.xml")
+
+    # Where openvino does not import, the export is refused before any work, naming the extra to install.
+    monkeypatch.setattr(ov_backend, "openvino_import_error", lambda: "ModuleNotFoundError: No module named 'openvino'")
+    with pytest.raises(ExportError) as error:
+        export_model(classifier_dir, tmp_path / "no-ov", backend="openvino", latency=False, verbose=False)
+    message = str(error.value)
+    assert "\n" not in message and 'pip install "hf-distill[openvino]"' in message and "No module named" in message
+    assert not (tmp_path / "no-ov").exists()
+    assert main(["export", str(classifier_dir), "--backend", "openvino", "--output", str(tmp_path / "no-ov")]) == 2
+    assert 'pip install "hf-distill[openvino]"' in capsys.readouterr().err
+    monkeypatch.undo()
+
+    monkeypatch.setattr(nncf_module, "nncf_import_error", lambda: "ModuleNotFoundError: No module named 'nncf'")
+    with pytest.raises(ExportError) as error:
+        export_model(classifier_dir, tmp_path / "no-nncf", backend="openvino", quantize="dynamic", latency=False,
+                     verbose=False)
+    assert "\n" not in str(error.value) and "needs NNCF" in str(error.value)
+    assert 'pip install "hf-distill[openvino]"' in str(error.value)
+
+
+def test_benchmark_times_every_runtime_and_the_teacher_in_one_run(classifier_dir, dynamic_export, openvino_export,
+                                                                  tmp_path, capsys):
+    import shutil
+
+    model_dir = tmp_path / "student"
+    shutil.copytree(classifier_dir, model_dir)
+    onnx_dir, _, _ = dynamic_export
+    openvino_dir, _, data_dir = openvino_export
+    shutil.copytree(onnx_dir, model_dir / "onnx")
+    shutil.copytree(openvino_dir, model_dir / "openvino")
+    torch.manual_seed(1)
+    teacher = _save(BertForSequenceClassification(_config(num_labels=2, num_hidden_layers=4)).eval(),
+                    tmp_path / "teacher")
+    (model_dir / "results.json").write_text(json.dumps({"teacher": {"path": str(teacher)}}))
+
+    assert main(["benchmark", str(model_dir), "--task_name", "sst2", "--data_dir", str(data_dir), "--latency_runs",
+                 "1", "--dataset_runs", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "teacher fp32" in table and "OpenVINO INT8" in table and "x teacher fp32 at batch 32" in table
+    result = json.loads((model_dir / "benchmark_report.json").read_text())
+    variants = ["pytorch_fp32", "teacher_fp32", "onnx_fp32", "onnx_int8", "openvino_fp32", "openvino_int8"]
+    assert result["variants"] == variants and result["teacher"]["path"] == str(teacher)
+    assert set(result["latency_ms"]) == {"batch_1_seq_128", "batch_32_seq_128", "dev_sst2_batch_32"}
+    for row in result["latency_ms"].values():
+        assert set(row) == set(variants) and all(value > 0 for value in row.values())
+    accuracy = result["accuracy"]
+    assert accuracy["eval_examples"] == 10 and set(variants) <= set(accuracy)
+    assert accuracy["onnx_fp32"] == accuracy["openvino_fp32"] == accuracy["pytorch_fp32"]
+    assert result["machine"]["threads"] >= 1 and result["machine"]["cpu"]
+    assert result["machine"]["onnxruntime"] and result["machine"]["openvino"]
+    row = result["latency_ms"]["batch_32_seq_128"]
+    assert result["speedups_batch_32"]["openvino_int8"]["vs_teacher_fp32"] == pytest.approx(
+        row["teacher_fp32"] / row["openvino_int8"], abs=0.01)
+    # Each export's report now holds the same run, the teacher and the INT8 speed-ups of its backend.
+    for folder, int8 in (("onnx", "onnx_int8"), ("openvino", "openvino_int8")):
+        report = json.loads((model_dir / folder / "export_report.json").read_text())
+        assert report["latency_ms"] == result["latency_ms"] and report["teacher"] == result["teacher"]
+        assert report["speedup_int8_vs_teacher_batch_32"] == pytest.approx(row["teacher_fp32"] / row[int8], abs=0.01)
+    assert main(["benchmark", str(model_dir), "--print_only"]) == 0
+    assert "x PyTorch fp32 at batch 32" in capsys.readouterr().out
+
+    # A --teacher that is no model folder is a one-line error.
+    assert main(["benchmark", str(model_dir), "--teacher", str(tmp_path)]) == 2
+    assert "not a model folder" in capsys.readouterr().err
+
+
+def test_openvino_and_nncf_send_no_telemetry(classifier_dir, tmp_path):
+    """`import openvino` and each NNCF call report to Google Analytics unless the user opted out; hf-distill's export
+    sends nothing. Checked outside pytest (which NNCF detects), with a fresh HOME (no opt-out file) and no CI
+    variable, where a plain `import openvino` does send (the control)."""
+    record = ("import sys\n"
+              "import openvino_telemetry.utils.sender as sender\n"
+              "calls = []\n"
+              "sender.TelemetrySender.send = lambda self, *args, **kwargs: calls.append(args)\n")
+    ours = record + ("from hf_distill.export import export_model\n"
+                     "export_model(sys.argv[1], sys.argv[2], quantize='dynamic', backend='openvino', latency=False,"
+                     " verbose=False)\n"
+                     "print('telemetry calls:', len(calls))\n")
+    plain = record + "import openvino\nprint('telemetry calls:', len(calls))\n"
+    env = {key: value for key, value in os.environ.items() if key not in ("CI", "NNCF_CI", "NNCF_DEV")}
+    env.update(HOME=str(tmp_path), HF_HUB_OFFLINE="1")
+    results = [subprocess.run([sys.executable, "-c", code, str(classifier_dir), str(tmp_path / "out")], env=env,
+                              capture_output=True, text=True, timeout=300) for code in (ours, plain)]
+    for result in results:
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert "telemetry calls: 0" in results[0].stdout
+    assert (tmp_path / "out" / "openvino_model_int8.xml").is_file()
+    assert "telemetry calls: 0" not in results[1].stdout  # the control: without hf-distill's import, it would send
+
+
+def test_quantize_auto_is_static_with_calibration_data_and_dynamic_without():
+    from hf_distill.export import resolve_quantization
+    from hf_distill.export.commands import export_parser
+
+    assert resolve_quantization("auto", "sst2") == "static" and resolve_quantization("auto", None) == "dynamic"
+    assert resolve_quantization("dynamic", "sst2") == "dynamic" and resolve_quantization(None, "sst2") is None
+    assert export_parser().parse_args(["m", "--quantize"]).quantize == "auto"
+    assert export_parser().parse_args(["m"]).quantize is None

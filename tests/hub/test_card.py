@@ -196,3 +196,84 @@ def test_card_of_a_run_without_teacher(tiny_run, tmp_path):
     assert "distillation" not in card.data.tags and "hf-distill" in card.data.tags
     assert "## Model\n\n| | this model |" in card.text and "## Teacher vs. student" not in card.text
     assert "| layers | 2 |" in card.text and "## Training recipe" in card.text and "retention" not in card.text
+
+
+OPENVINO_REPORT = {
+    **EXPORT_REPORT,
+    "backend": "openvino",
+    "optimization_level": None,
+    "files": {"openvino_fp32": "openvino_model.xml", "openvino_int8": "openvino_model_int8.xml"},
+    "quantization": {"mode": "static", "method": "nncf", "calibration_examples": 300,
+                     "nncf": {"model_type": "transformer", "preset": "mixed", "smooth_quant_alpha": 0.95,
+                              "fast_bias_correction": True, "ignored_scope": []}},
+    "parity": {"max_abs_diff": 7.2e-07, "tolerance": 1e-04, "passed": True, "num_samples": 8},
+    "accuracy": {"metric": "accuracy", "eval_examples": 872, "pytorch_fp32": 0.8096, "openvino_fp32": 0.8096,
+                 "openvino_int8": 0.8073},
+    "size_mb": {"pytorch_fp32": 69.6, "openvino_fp32": 69.9, "openvino_int8": 17.9},
+    "teacher": {"path": "runs/teacher", "size_mb": 90.9},
+    "inference_precision": {"openvino_fp32": "f32", "openvino_int8": "f32"},
+    "machine": {"cpu": "AMD EPYC", "threads": 2, "onnxruntime": "1.32.0", "openvino": "2026.4.1", "torch": "2.13.0+cpu"},
+}
+BENCHMARKED = {"batch_1_seq_128": {"pytorch_fp32": 9.1, "teacher_fp32": 16.0, "onnx_fp32": 5.2, "onnx_int8": 2.9,
+                                   "openvino_fp32": 4.8, "openvino_int8": 2.5},
+               "batch_32_seq_128": {"pytorch_fp32": 222.0, "teacher_fp32": 430.0, "onnx_fp32": 249.0,
+                                    "onnx_int8": 149.0, "openvino_fp32": 150.0, "openvino_int8": 70.0}}
+
+
+def add_openvino_export(folder, benchmarked=True):
+    """A fake OpenVINO export in `<folder>/openvino`; with `benchmarked`, both reports hold one benchmark's rows."""
+    ov_dir = os.path.join(folder, "openvino")
+    os.makedirs(ov_dir)
+    for name in ("openvino_model.xml", "openvino_model.bin", "openvino_model_int8.xml", "openvino_model_int8.bin"):
+        with open(os.path.join(ov_dir, name), "wb") as file:
+            file.write(b"ir")
+    report = dict(OPENVINO_REPORT)
+    if benchmarked:
+        report.update(latency_ms=BENCHMARKED, speedup_int8_vs_pytorch_batch_32=3.17,
+                      speedup_int8_vs_teacher_batch_32=6.14)
+        onnx = {**EXPORT_REPORT, "latency_ms": BENCHMARKED, "teacher": OPENVINO_REPORT["teacher"],
+                "speedup_int8_vs_teacher_batch_32": 2.89}
+        with open(os.path.join(folder, "onnx", "export_report.json"), "w") as file:
+            json.dump(onnx, file)
+    with open(os.path.join(ov_dir, "export_report.json"), "w") as file:
+        json.dump(report, file)
+    return ov_dir
+
+
+def test_export_section_covers_onnx_and_openvino_and_the_teacher(tiny_run, tmp_path):
+    folder = copy_run(tiny_run, tmp_path, with_export=True)
+    add_openvino_export(folder)
+    assert main(["card", folder]) == 0
+    text = ModelCard.load(os.path.join(folder, "README.md")).text
+    export = text.split("## Export")[1].split("## Intended use")[0]
+    assert ("`onnx/model.onnx` and `onnx/model_quantized.onnx` (ONNX Runtime); `openvino/openvino_model.xml` and "
+            "`openvino/openvino_model_int8.xml` (OpenVINO)") in export
+    assert "OpenVINO: static INT8 quantization with NNCF (transformer model type, SmoothQuant alpha 0.95)" in export
+    assert "ONNX: dynamic INT8 quantization, avx512_vnni preset" in export
+    assert "OpenVINO fp32 vs PyTorch: max abs difference 7.2e-07 on 8 samples (tolerance 0.0001): passed" in export
+    assert ("| | PyTorch fp32 | teacher fp32 | ONNX fp32 | ONNX INT8 | OpenVINO fp32 | OpenVINO INT8 |") in export
+    assert "| size (MB) | 69.6 | 90.9 | 69.7 | 17.8 | 69.9 | 17.9 |" in export
+    assert "| accuracy (872 examples) | 0.8096 | - | 0.8096 | 0.8050 | 0.8096 | 0.8073 |" in export
+    assert "| latency, batch 32, seq 128 (ms) | 222.0 | 430.0 | 249.0 | 149.0 | 150.0 | 70.0 |" in export
+    assert "OpenVINO INT8 is 3.17x faster than PyTorch at batch 32 and 6.14x faster than the teacher's" in export
+    assert "separate runs" not in export  # one benchmark timed both backends
+    # The teacher's latency now fills the comparison table, and the headline names the fastest INT8 export.
+    assert "| latency, batch 32, seq 128 (ms, PyTorch fp32 on CPU) | 430.0 | 222.0 |" in text
+    assert ("its INT8 OpenVINO export is 17.9 MB and 3.17x faster than PyTorch fp32 at batch 32, 6.14x faster than "
+            "the teacher (accuracy 0.8073)") in text
+    pushed = build_model_card(folder, repo_id="me/x", include_onnx=True).text
+    assert "The OpenVINO files are not part of this repository." in pushed and "`onnx/model.onnx`" in pushed
+    everything = build_model_card(folder, repo_id="me/x", include_export=True).text
+    assert "not part of this repository" not in everything and "`openvino/openvino_model_int8.xml`" in everything
+
+
+def test_export_section_says_when_latencies_come_from_separate_runs(tiny_run, tmp_path):
+    folder = copy_run(tiny_run, tmp_path, with_export=True)
+    add_openvino_export(folder, benchmarked=False)
+    with open(os.path.join(folder, "openvino", "export_report.json")) as file:
+        report = json.load(file)
+    report["latency_ms"] = {"batch_32_seq_128": {"pytorch_fp32": 230.0, "openvino_fp32": 150.0, "openvino_int8": 70.0}}
+    with open(os.path.join(folder, "openvino", "export_report.json"), "w") as file:
+        json.dump(report, file)
+    text = build_model_card(folder).text
+    assert "come from separate runs; `hf-distill benchmark MODEL_DIR` times them together" in text

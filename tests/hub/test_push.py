@@ -39,6 +39,7 @@ class RecordingApi:
         self.calls = []
 
     def install(self, monkeypatch):
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # this stands in for the Hub: the run is "online"
         for name in ("create_repo", "create_branch", "create_commit", "upload_folder", "upload_file"):
             monkeypatch.setattr(huggingface_hub.HfApi, name, self._recorder(name))
 
@@ -172,10 +173,11 @@ def test_push_to_hub_in_the_config_publishes_the_student_with_its_card(tmp_path,
     assert files_holding(str(tmp_path), FAKE_TOKEN) == []
 
 
-def test_checkpoint_hub_strategies_are_refused(tmp_path):
+def test_checkpoint_hub_strategies_are_refused(tmp_path, monkeypatch):
     from hf_distill import DistillationTrainer
     from tests.conftest import offline_config, random_classification_dataset, tiny_teacher
 
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     config = offline_config(tmp_path, push_to_hub=True, hub_strategy="checkpoint", hub_model_id="me/x")
     with pytest.raises(ValueError, match="hub_strategy='checkpoint' uploads whole checkpoints"):
         DistillationTrainer(model=tiny_teacher(1, num_hidden_layers=2), teacher_model=tiny_teacher(),
@@ -210,3 +212,30 @@ def test_push_to_hub_of_a_mutual_learning_run_uploads_only_the_allow_listed_part
     card = commits[-1][2]["files"]["README.md"].decode()
     assert "subfolder=" in card and "peer_0/" in card  # each peer loads on its own
     assert files_holding(str(tmp_path), FAKE_TOKEN) == []
+
+
+OPENVINO = {"openvino/openvino_model.xml", "openvino/openvino_model.bin", "openvino/openvino_model_int8.xml",
+            "openvino/openvino_model_int8.bin", "openvino/export_report.json"}
+
+
+def test_include_export_uploads_every_export_and_include_onnx_still_only_onnx(tiny_run, tmp_path, capsys):
+    from tests.hub.test_card import add_openvino_export
+
+    folder = copy_run(tiny_run, tmp_path, with_export=True)
+    add_openvino_export(folder)
+    (tmp_path / "student" / "benchmark_report.json").write_text("{}")
+    files, skipped = upload_plan(folder, include_export=True)
+    assert {f.path_in_repo for f in files} == PUBLISHED | ONNX | OPENVINO | {"benchmark_report.json"}
+    files, skipped = upload_plan(folder, include_onnx=True)
+    assert {f.path_in_repo for f in files} == PUBLISHED | ONNX
+    assert "openvino/" in skipped and "benchmark_report.json" in skipped
+    assert main(["push", folder, "--repo-id", "me/tiny", "--include-export", "--dry-run"]) == 0
+    upload = capsys.readouterr().out.split("Not uploaded:")[0]
+    assert "openvino/openvino_model_int8.xml" in upload and "onnx/model_quantized.onnx" in upload
+
+    only_openvino = copy_run(tiny_run, tmp_path / "ov", with_export=False)
+    add_openvino_export(only_openvino, benchmarked=False)
+    files, _ = upload_plan(only_openvino, include_export=True)
+    assert {f.path_in_repo for f in files} == PUBLISHED | OPENVINO
+    assert main(["push", only_openvino, "--repo-id", "me/tiny", "--include-onnx", "--dry-run"]) == 2
+    assert "--include-onnx: no ONNX export" in capsys.readouterr().err

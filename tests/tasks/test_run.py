@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 
 import pytest
 import torch
@@ -117,7 +118,7 @@ def test_regression_student_without_the_gold_scores_is_warned_about(caplog):
         task_weight=0.0, kd_weight=1.0, schedule={"task_weight": {"start": 0.0, "end": 1.0}}))
 
 
-def test_unlabelled_training_examples_distil_through_the_teacher_and_a_baseline_refuses_them(tmp_path):
+def test_unlabelled_training_examples_distil_through_the_teacher_and_a_baseline_refuses_them(tmp_path, capsys):
     """A train file whose extra rows have no label (a transfer set): the DistilBERT-style recipe trains on
     them through the teacher terms and records them; a no-teacher baseline is refused before training."""
     tokenizer = tiny_tokenizer(tmp_path / "tok")
@@ -133,9 +134,9 @@ def test_unlabelled_training_examples_distil_through_the_teacher_and_a_baseline_
               "--max_steps", "3", "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true",
               "--save_strategy", "no", "--eval_strategy", "no", "--disable_tqdm", "true"]
     recipe_dir = os.path.join(RECIPES, "glue")
-    with pytest.raises(ValueError, match="8 of the 24 training examples have no label.*no teacher term"):
-        main(["train", os.path.join(recipe_dir, "baseline.yaml"), *common, "--model_name_or_path", str(base),
-              "--output_dir", str(tmp_path / "baseline")])
+    assert main(["train", os.path.join(recipe_dir, "baseline.yaml"), *common, "--model_name_or_path", str(base),
+                 "--output_dir", str(tmp_path / "baseline")]) == 2
+    assert re.search("error: 8 of the 24 training examples have no label.*no teacher term", capsys.readouterr().err)
     assert not (tmp_path / "baseline").exists()  # refused before anything was trained or written
     student_dir = str(tmp_path / "student")
     assert main(["train", os.path.join(recipe_dir, "distilbert.yaml"), *common,
@@ -146,3 +147,36 @@ def test_unlabelled_training_examples_distil_through_the_teacher_and_a_baseline_
     assert math.isfinite(results["train"]["train_loss"])
     card = open(os.path.join(student_dir, "README.md")).read()
     assert "- Training examples: 24 (8 of them without a label, learned from the teacher's outputs only)" in card
+
+
+def test_a_tokenizer_with_the_same_size_but_other_ids_is_refused_on_the_command_line_and_in_python(tmp_path, capsys):
+    """Same vocab_size, shuffled ids: a comparison of sizes would pass it; the vocabularies are compared instead."""
+    from hf_distill import DistillationConfig, DistillationTrainer, create_student
+    from tests.conftest import pad_collator, random_classification_dataset
+    from transformers import BertTokenizerFast
+
+    tokenizer = tiny_tokenizer(tmp_path / "tok")
+    teacher_dir = tmp_path / "teacher"
+    teacher = AutoModelForSequenceClassification.from_config(tiny_bert_config(vocab_size=len(tokenizer)))
+    teacher.save_pretrained(teacher_dir)
+    tokenizer.save_pretrained(teacher_dir)
+    words = (tmp_path / "tok" / "vocab.txt").read_text().split("\n")
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    (shuffled / "vocab.txt").write_text("\n".join(words[:5] + list(reversed(words[5:]))))
+    other = BertTokenizerFast(str(shuffled / "vocab.txt"))
+    assert len(other) == len(tokenizer) and other.get_vocab() != tokenizer.get_vocab()
+    other.save_pretrained(shuffled)
+    write(tmp_path / "glue" / "SST-2" / "train.tsv", "sentence\tlabel\ngood w1\t1\nbad w2\t0\n")
+    write(tmp_path / "glue" / "SST-2" / "dev.tsv", "sentence\tlabel\ngood w1\t1\nbad w2\t0\n")
+    assert main(["train", os.path.join(RECIPES, "glue", "distilbert.yaml"), "--task_name", "sst2", "--data_dir",
+                 str(tmp_path / "glue"), "--teacher_model_name_or_path", str(teacher_dir), "--tokenizer_name",
+                 str(shuffled), "--student_num_layers", "2", "--output_dir", str(tmp_path / "out"),
+                 "--report_to", "none"]) == 2
+    assert "The teacher at" in capsys.readouterr().err
+    reloaded = AutoModelForSequenceClassification.from_pretrained(teacher_dir)
+    with pytest.raises(ValueError, match="different tokenizer than the run's"):
+        DistillationTrainer(model=create_student(reloaded, layers=[0, 1]), teacher_model=reloaded,
+                            args=DistillationConfig(output_dir=str(tmp_path / "py"), report_to=[]),
+                            train_dataset=random_classification_dataset(8, vocab_size=len(tokenizer)),
+                            data_collator=pad_collator, processing_class=other)
