@@ -237,3 +237,12 @@ def test_a_recipe_longer_than_the_models_positions_is_truncated_with_one_warning
     assert fitted == 64
     assert len(caplog.records) == 1 and "texts are truncated to 64 tokens" in caplog.text
     assert fit_sequence_length(32, {"teacher": str(tmp_path / "teacher")}) == 32
+
+
+def test_glue_from_the_hub_while_offline_names_the_local_options(monkeypatch):
+    from hf_distill.tasks.glue import load_glue
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(ConnectionError, match="the Hub cannot be reached .*pass --data_dir .*--train_file"):
+        load_glue("sst2")

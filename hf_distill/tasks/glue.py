@@ -375,7 +375,14 @@ def load_glue(
     elif data_files:
         dataset = _load_data_files(task, data_files, cache_dir)
     else:
-        dataset = load_dataset(HUB_DATASET, task.name, cache_dir=cache_dir)
+        try:
+            dataset = load_dataset(HUB_DATASET, task.name, cache_dir=cache_dir)
+        except (ConnectionError, OSError) as error:  # offline (HF_HUB_OFFLINE) or no network
+            raise ConnectionError(
+                f"GLUE {task.name} comes from the Hub ({HUB_DATASET}) when no local data is given, and the Hub cannot "
+                f"be reached ({type(error).__name__}): pass --data_dir with the GLUE release files (e.g. "
+                f"<dir>/{task.tsv_dir}/train.tsv), or --train_file / --validation_file."
+            ) from error
         dataset = DatasetDict({split: part for split, part in dataset.items()
                                if split == "train" or split in task.eval_splits})
     return DatasetDict({
