@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .config import DistillationConfigBase
 
-LABEL_COLUMNS = ("labels", "label", "label_ids")
+LABEL_COLUMNS = ("labels", "label", "label_ids", "start_positions")
 # What marks a folder as holding a run: its record, a saved model (or the peers of a mutual-learning run), checkpoints.
 _RUN_FILES = (RESULTS_NAME, "model.safetensors", "model-*-of-*.safetensors", "pytorch_model.bin", "peer_*",
               "checkpoint-*", "early_exit_heads.safetensors")
@@ -194,6 +194,9 @@ def check_student_and_teacher(
             term between models of different head counts.
     """
     maxima = config.max_loss_weights
+    check_supported_head(student, "student", needs_head=any(maxima[f] > 0 for f in ("kd_weight", "task_weight", "mlm_weight")))
+    if teacher is not None and not isinstance(teacher, str):
+        check_supported_head(teacher, "teacher", needs_head=maxima["kd_weight"] > 0)
     if maxima["mlm_weight"] > 0 and not is_masked_lm(student):
         raise ValueError(
             f"mlm_weight > 0 needs a *ForMaskedLM student, got {type(student).__name__}: set mlm_weight=0."
@@ -232,6 +235,36 @@ def check_student_and_teacher(
             f"attention_weight > 0 needs equal head counts (teacher {t_cfg.num_attention_heads}, student "
             f"{s_cfg.num_attention_heads}): build the student with num_attention_heads="
             f"{t_cfg.num_attention_heads}, or set attention_weight=0."
+        )
+
+
+def check_supported_head(model: "nn.Module", what: str, needs_head: bool) -> None:
+    """The model has a head `DistillationTrainer` distils (`hf_distill.task_heads.HEAD_KINDS`).
+
+    Args:
+        model (`nn.Module`): The student or a teacher.
+        what (`str`): `"student"` or `"teacher"`, for the message.
+        needs_head (`bool`): Whether a term that reads the head's logits or loss is on (kd, task, mlm); a model
+            without a head (`AutoModel`) then cannot serve.
+
+    Raises:
+        ValueError: For an unsupported head (multiple choice, causal LM, ...), or a bare encoder where a term
+            needs logits, naming the supported heads.
+    """
+    from .task_heads import ENCODER, head_kind, supported_heads
+
+    kind = head_kind(model)
+    if kind is None:
+        raise ValueError(
+            f"The {what} is a {type(model).__name__}, a head DistillationTrainer does not distil. Supported: "
+            f"{supported_heads()}, and models without a head (AutoModel) for the hidden-state, embedding, cosine "
+            "and attention terms."
+        )
+    if kind == ENCODER and needs_head:
+        raise ValueError(
+            f"The {what} is a {type(model).__name__}, which has no task head, but kd_weight/task_weight/mlm_weight "
+            f"> 0 read a head's logits or loss: load it with the task's head ({supported_heads()}), or keep only "
+            "the hidden-state, embedding, cosine and attention terms."
         )
 
 

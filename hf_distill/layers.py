@@ -260,6 +260,9 @@ class DistillationHeads(nn.Module):
         embedding (`bool`): Whether ``P_e`` is needed (embedding_weight > 0).
         cosine (`bool`): Whether ``P_c`` is needed (cosine_weight > 0).
         per_layer (`bool`, defaults to `False`): One ``P_h`` per mapped layer instead of one shared.
+        share_embedding (`bool`, defaults to `False`): Project the embedding output with the shared ``P_h``
+            instead of its own ``P_e``, as TinyBERT's code does (one `fit_dense` for the embeddings and every
+            layer). Needs `per_layer=False`.
     """
 
     def __init__(
@@ -271,18 +274,23 @@ class DistillationHeads(nn.Module):
         embedding: bool,
         cosine: bool,
         per_layer: bool = False,
+        share_embedding: bool = False,
     ):
         super().__init__()
+        if share_embedding and per_layer:
+            raise ValueError("share_embedding needs one shared hidden-state projection (per_layer=False).")
         self.student_hidden_size = student_hidden_size
         self.teacher_hidden_size = teacher_hidden_size
         self.num_layers = num_layers
         self.use_hidden, self.use_embedding, self.use_cosine = hidden, embedding, cosine
         self.per_layer = per_layer
+        self.share_embedding = share_embedding
         d_s, d_t = student_hidden_size, teacher_hidden_size
         count = num_layers if per_layer else 1
-        hidden_projections = [_projection(d_s, d_t) for _ in range(count)] if hidden else []
+        needs_hidden = hidden or (embedding and share_embedding)
+        hidden_projections = [_projection(d_s, d_t) for _ in range(count)] if needs_hidden else []
         self.hidden = nn.ModuleList([p for p in hidden_projections if p is not None])
-        self.embedding = _projection(d_s, d_t) if embedding else None
+        self.embedding = _projection(d_s, d_t) if embedding and not share_embedding else None
         self.cosine = _projection(d_s, d_t) if cosine else None
         self.active = False
         self.projected: dict[str, object] = {}
@@ -298,6 +306,7 @@ class DistillationHeads(nn.Module):
             "embedding": self.use_embedding,
             "cosine": self.use_cosine,
             "per_layer": self.per_layer,
+            "share_embedding": self.share_embedding,
         }
 
     @property
@@ -324,7 +333,10 @@ class DistillationHeads(nn.Module):
         if self.use_hidden:
             out["hidden"] = [self._apply_hidden(i, h) for i, h in enumerate(hidden_states[1:])]
         if self.use_embedding:
-            out["embedding"] = hidden_states[0] if self.embedding is None else self.embedding(hidden_states[0])
+            if self.share_embedding:
+                out["embedding"] = self._apply_hidden(0, hidden_states[0])
+            else:
+                out["embedding"] = hidden_states[0] if self.embedding is None else self.embedding(hidden_states[0])
         if self.use_cosine:
             out["cosine"] = hidden_states[-1] if self.cosine is None else self.cosine(hidden_states[-1])
         return out

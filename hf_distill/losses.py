@@ -49,8 +49,10 @@ def kl_divergence_loss(
     ``  = T² · mean_rows Σ_c p_t,c · (log p_t,c − log p_s,c)``
 
     The ``T²`` factor keeps the gradient scale independent of the temperature (Hinton et al.).
-    DistilBERT's reference code uses ``KLDivLoss(reduction="batchmean")`` over the selected rows,
-    which is this mean over rows.
+    DistilBERT's reference code (`distiller.py`) uses ``KLDivLoss(reduction="batchmean")`` over the
+    selected rows, which is this mean over rows. Which rows: distiller.py takes every real token of a
+    masked-LM batch (`--restrict_ce_to_mask` off); `DistillationTrainer` takes the masked positions by
+    default and every real token with `kd_positions="all"` or `reference="distilbert"`.
 
     Args:
         student_logits (`torch.Tensor` of shape `(*rows, C)`): Student logits.
@@ -81,8 +83,9 @@ def soft_cross_entropy_loss(
     ``L = T² · mean_rows(−Σ_c softmax(z_t/T)_c · log_softmax(z_s/T)_c)``
 
     It differs from `kl_divergence_loss` by the teacher's entropy, a constant for the student, so
-    the gradients are the same; the value does not go to zero. TinyBERT's code uses ``T = 1``, where
-    the ``T²`` factor is 1.
+    the gradients are the same; the value does not go to zero. TinyBERT's code uses ``T = 1`` and
+    reduces differently: it takes the mean over rows *and classes* with no ``T²`` factor, ``1/(C·T²)``
+    times this value (`tinybert_soft_cross_entropy_loss`, selected by `reference="tinybert"`).
 
     Args:
         student_logits (`torch.Tensor` of shape `(*rows, C)`): Student logits.
@@ -97,6 +100,80 @@ def soft_cross_entropy_loss(
     z_t = _select_rows(teacher_logits, row_mask) / temperature
     per_row = -(F.softmax(z_t, dim=-1) * F.log_softmax(z_s, dim=-1)).sum(-1)
     return temperature**2 * _mean_or_zero(per_row, z_s)
+
+
+def tinybert_soft_cross_entropy_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    row_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    r"""TinyBERT's prediction-layer loss exactly as its code reduces it (`reference="tinybert"`).
+
+    ``L = mean over rows and classes of (−softmax(z_t/T)_c · log_softmax(z_s/T)_c)``
+
+    `soft_cross_entropy` in TinyBERT's `task_distill.py` is ``(−p_t · log_softmax(z_s/T)).mean()``: a mean
+    over batch × classes, with no ``T²``. `soft_cross_entropy_loss` (the default) sums over the classes and
+    multiplies by ``T²``, so it is ``C·T²`` times this value (``C`` classes) and its gradient does not shrink
+    with more classes or a higher temperature; the two train the same way up to the learning rate.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(*rows, C)`): Student logits.
+        teacher_logits (`torch.Tensor` of shape `(*rows, C)`): Teacher logits.
+        temperature (`float`, defaults to 1.0): Softmax temperature ``T`` (TinyBERT's default 1).
+        row_mask (`torch.Tensor` of shape `rows`, *optional*): Rows to average over (token-level heads).
+
+    Returns:
+        `torch.Tensor`: A scalar, mean over rows and classes.
+    """
+    z_s = _select_rows(student_logits, row_mask) / temperature
+    z_t = _select_rows(teacher_logits, row_mask) / temperature
+    return _mean_or_zero(-(F.softmax(z_t, dim=-1) * F.log_softmax(z_s, dim=-1)), z_s)
+
+
+def span_kl_divergence_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 2.0,
+    position_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    r"""Soft targets of a question-answering head: the KL on the start and on the end logits, averaged.
+
+    ``L = T² · ½ · Σ_{e ∈ {start, end}} mean_b KL(softmax(z_t,e,b/T) || softmax(z_s,e,b/T))``
+
+    where each softmax runs over the positions ``j`` of example ``b`` with `position_mask` 1 (every
+    position when `position_mask` is `None`). With `position_mask=None` this is DistilBERT's
+    `run_squad_w_distillation.py` (``KLDivLoss(reduction="batchmean")`` on start and on end logits over the
+    whole padded sequence, times ``T²``, the two averaged), its `reference="distilbert"` mode. The default
+    (`DistillationTrainer` passes the attention mask) leaves padding positions out of both distributions:
+    their logits carry no answer, and the teacher's probability on them would otherwise be a target that
+    depends on how the batch was padded.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(batch, 2, seq)`): Student start and end logits, stacked.
+        teacher_logits (`torch.Tensor` of shape `(batch, 2, seq)`): Teacher start and end logits, stacked.
+        temperature (`float`, defaults to 2.0): Softmax temperature ``T``.
+        position_mask (`torch.Tensor` of shape `(batch, seq)`, *optional*): 1 for the positions to keep.
+
+    Returns:
+        `torch.Tensor`: A scalar, mean over the ``2·batch`` distributions.
+    """
+    if student_logits.shape != teacher_logits.shape or student_logits.dim() != 3:
+        raise ValueError(
+            f"Span logits must be (batch, 2, seq) for both models, got student {tuple(student_logits.shape)} and "
+            f"teacher {tuple(teacher_logits.shape)}: teacher and student need the same padded inputs."
+        )
+    z_s = student_logits.float() / temperature
+    z_t = teacher_logits.float() / temperature
+    if position_mask is None:
+        log_p_s, log_p_t = F.log_softmax(z_s, dim=-1), F.log_softmax(z_t, dim=-1)
+        per_row = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
+        return temperature**2 * _mean_or_zero(per_row, z_s)
+    keep = position_mask.bool()[:, None, :].expand_as(z_s)
+    log_p_s = F.log_softmax(z_s.masked_fill(~keep, float("-inf")), dim=-1)
+    log_p_t = F.log_softmax(z_t.masked_fill(~keep, float("-inf")), dim=-1)
+    terms = torch.where(keep, log_p_t.exp() * (log_p_t - log_p_s), torch.zeros_like(z_s))
+    return temperature**2 * _mean_or_zero(terms.sum(-1), z_s)
 
 
 def logit_mse_loss(
@@ -258,8 +335,12 @@ def hidden_mse_loss(
 
     ``L = mean over non-padding tokens and features of (P(h_s) − h_t)²``
 
-    TinyBERT's reference code takes `MSELoss()` over every position; with no padding the two are
-    equal. The caller applies `P` and sums this over the mapped layers.
+    TinyBERT's reference code takes `MSELoss()` over every position, padding included, which is this
+    function with `attention_mask=None` (`reference="tinybert"`); with no padding the two are equal. The
+    default averages over real tokens so that the loss does not shrink with the amount of padding. TinyBERT
+    also projects the embedding output and every layer with one shared `fit_dense`; hf-distill gives the
+    embeddings their own projection unless `reference="tinybert"`. The caller applies `P` and sums this over
+    the mapped layers.
 
     Args:
         student_hidden (`torch.Tensor` of shape `(batch, seq, d)`): Projected student hidden states.
@@ -285,8 +366,11 @@ def attention_score_mse_loss(
     with ``A = Q Kᵀ / √d_head`` before the attention mask and the softmax.
 
     TinyBERT's reference code replaces masked scores (≤ −100 after adding the mask) by 0 and takes
-    `MSELoss()` over every position; with no padding the two are equal. Student and teacher need
-    the same number of heads.
+    `MSELoss()` over every position, padding queries included (`tinybert_attention_loss`, selected by
+    `reference="tinybert"`); with no padding the two are equal. Over padded batches TinyBERT's term is
+    smaller by the share of real pairs, about (real length / padded length)², so next to its hidden-state
+    term (which shrinks only linearly) it weighs less than this one. Student and teacher need the same
+    number of heads.
 
     Args:
         student_scores (`torch.Tensor` of shape `(batch, heads, seq, seq)`): Student scores.
@@ -307,6 +391,44 @@ def attention_score_mse_loss(
     mask = attention_mask.bool()
     pair_mask = (mask[:, None, :, None] & mask[:, None, None, :]).expand_as(diff)
     return _mean_or_zero(diff[pair_mask], diff)
+
+
+def tinybert_attention_loss(
+    student_scores: torch.Tensor,
+    teacher_scores: torch.Tensor,
+    attention_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    r"""TinyBERT's attention loss for one mapped layer exactly as its code computes it (`reference="tinybert"`).
+
+    ``Ã = A + (1 − m_key)·(−10000)``, then ``Ã ← 0`` wherever ``Ã ≤ −100``, for student and teacher alike;
+    ``L = mean over batch × heads × L × L of (Ã_s − Ã_t)²``.
+
+    TinyBERT's model adds its extended attention mask (−10000 on padding keys) to ``Q Kᵀ/√d`` and returns
+    those scores; `task_distill.py` zeroes every score ``≤ −1e2`` and takes `MSELoss()` over the whole padded
+    tensor. So a padding key contributes 0 but still counts in the mean, and padding *query* rows (real
+    keys) do contribute. `attention_score_mse_loss` (the default) averages over the pairs of real tokens
+    only, which does not change with the amount of padding; with no padding the two are equal.
+
+    Args:
+        student_scores (`torch.Tensor` of shape `(batch, heads, seq, seq)`): Student pre-softmax scores ``Q Kᵀ/√d``.
+        teacher_scores (`torch.Tensor` of shape `(batch, heads, seq, seq)`): Teacher pre-softmax scores.
+        attention_mask (`torch.Tensor` of shape `(batch, seq)`, *optional*): 1 for real tokens.
+
+    Returns:
+        `torch.Tensor`: A scalar, mean over every (padded) position.
+    """
+    if student_scores.shape != teacher_scores.shape:
+        raise ValueError(
+            f"Attention scores differ in shape: student {tuple(student_scores.shape)}, teacher "
+            f"{tuple(teacher_scores.shape)}. The attention loss needs the same number of heads."
+        )
+    a_s, a_t = student_scores.float(), teacher_scores.float()
+    if attention_mask is not None:
+        additive = (1.0 - attention_mask.float())[:, None, None, :] * -10000.0
+        a_s, a_t = a_s + additive, a_t + additive
+    a_s = torch.where(a_s <= -1e2, torch.zeros_like(a_s), a_s)
+    a_t = torch.where(a_t <= -1e2, torch.zeros_like(a_t), a_t)
+    return (a_s - a_t).pow(2).mean()
 
 
 def ensemble_teacher_logits(

@@ -8,6 +8,11 @@ family's argument dataclasses (for `"task"`: `ModelArguments`, `DataArguments` a
 together with the user's flags: a flag given on the command line wins over the file, and every value
 is parsed and checked exactly as if it had been typed.
 
+A recipe may also hold a `per_task` mapping: settings by task name (`mrpc: {num_train_epochs: 20}`), applied
+for the task the run is on (the file's `task_name`, or the `--task_name` flag), over the file's other keys
+and under the command line. The GLUE recipes use it for per-task epochs, learning rates, batch sizes and
+sequence lengths.
+
 A new family (retrieval, general distillation, ...) registers itself in `RECIPE_FAMILIES` with its
 dataclasses and the `"module:function"` that runs it; `hf-distill train` needs no other change.
 """
@@ -27,6 +32,10 @@ import yaml
 
 FAMILY_KEY = "recipe_family"
 DEFAULT_FAMILY = "task"
+PER_TASK_KEY = "per_task"
+"""A recipe key holding settings by task name (`per_task: {mrpc: {num_train_epochs: 10}}`): the entry of the
+recipe's task (its `task_name`, or the `--task_name` flag) is applied over the file's other keys, and the
+command line still wins over both."""
 
 
 class RecipeError(ValueError):
@@ -214,9 +223,51 @@ def load_recipe(path: str, family: Optional[str] = None) -> dict[str, Any]:
     family = family or file_family
     fields = known_keys(family)
     for key in values:
-        if key not in fields:
+        if key == PER_TASK_KEY:
+            _check_per_task(values[key], path, family)
+        elif key not in fields:
             raise _unknown_key_error(key, f"recipe {path}", family)
     return values
+
+
+def _check_per_task(per_task: Any, path: str, family: Optional[str]) -> None:
+    """`per_task` maps task names to mappings of known keys."""
+    if not isinstance(per_task, dict) or not all(isinstance(entry, dict) for entry in per_task.values()):
+        raise RecipeError(f"{PER_TASK_KEY} in recipe {path} must map task names to settings, e.g. "
+                          f"'{PER_TASK_KEY}: {{mrpc: {{num_train_epochs: 10}}}}'.")
+    fields = known_keys(family)
+    for task, entry in per_task.items():
+        for key in entry:
+            if key not in fields or key == "task_name":
+                raise _unknown_key_error(key, f"recipe {path} ({PER_TASK_KEY}: {task})", family)
+
+
+def _flag_value(tokens: Sequence[str], name: str) -> Optional[str]:
+    """The value of `--name VALUE` or `--name=VALUE` among command-line tokens (the last one wins)."""
+    value = None
+    for index, token in enumerate(tokens):
+        if token == f"--{name}" and index + 1 < len(tokens):
+            value = tokens[index + 1]
+        elif token.startswith(f"--{name}="):
+            value = token.split("=", 1)[1]
+    return value
+
+
+def apply_per_task(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """The recipe's values with the `per_task` entry of the run's task applied (and the `per_task` key gone).
+
+    Args:
+        values (`dict[str, Any]`): The recipe file's values.
+        overrides (`Sequence[str]`): The command-line tokens (a `--task_name` flag picks the task).
+
+    Returns:
+        `dict[str, Any]`: The values to parse before the command line.
+    """
+    values = dict(values)
+    per_task = values.pop(PER_TASK_KEY, None) or {}
+    task = _flag_value(overrides, "task_name") or values.get("task_name")
+    entry = per_task.get(str(task).lower()) if task is not None else None
+    return {**values, **(entry or {})}
 
 
 def recipe_family_of(path: Optional[str], overrides: Sequence[str] = ()) -> RecipeFamily:
@@ -278,7 +329,7 @@ def parse_recipe(path: Optional[str], overrides: Sequence[str] = ()) -> tuple[An
     family_name, overrides = _split_family(values, overrides)
     family = get_family(family_name)
     if path:
-        values = load_recipe(path, family.name)
+        values = apply_per_task(load_recipe(path, family.name), overrides)
     _check_override_keys(overrides, family.name)
     tokens: list[str] = []
     for key, value in values.items():

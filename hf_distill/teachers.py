@@ -26,6 +26,7 @@ from transformers import PreTrainedModel, TrainerCallback
 
 from . import losses
 from .modeling import load_teacher
+from .task_heads import LABEL_KEYS, head_logits
 
 TEACHER_LOGITS_COLUMN = "teacher_logits"
 EMA_WEIGHTS_NAME = "ema_teacher.safetensors"
@@ -140,6 +141,15 @@ class TeacherSet:
     def __bool__(self) -> bool:
         return bool(self.models)
 
+    def inputs_beyond(self, student: nn.Module) -> tuple[str, ...]:
+        """Model inputs a teacher's forward takes and the student's does not (e.g. a BERT teacher's
+        `token_type_ids` beside a DistilBERT student): Trainer must keep these dataset columns, and the
+        student must not be given them."""
+        student_names = set(inspect.signature(student.forward).parameters)
+        wanted = {"input_ids", "attention_mask", "token_type_ids", "position_ids", "pixel_values", "input_features"}
+        return tuple(sorted(name for names in self._input_names for name in names
+                            if name in wanted and name not in student_names))
+
     def __len__(self) -> int:
         return len(self.models)
 
@@ -173,7 +183,7 @@ class TeacherSet:
             for index in indices:
                 model = self.models[index]
                 model.eval()
-                kwargs = {k: v for k, v in inputs.items() if k != "labels" and k in self._input_names[index]}
+                kwargs = {k: v for k, v in inputs.items() if k not in LABEL_KEYS and k in self._input_names[index]}
                 if index == 0 and output_hidden_states:
                     kwargs["output_hidden_states"] = True
                 outputs[index] = model(**kwargs)
@@ -214,8 +224,8 @@ class TeacherSet:
         if cached_logits is not None:
             return cached_logits.float(), hidden
         if len(self.models) == 1:
-            return outputs[0].logits, hidden
-        all_logits = [outputs[i].logits for i in range(len(self.models))]
+            return head_logits(outputs[0]), hidden
+        all_logits = [head_logits(outputs[i]) for i in range(len(self.models))]
         average = "logits" if all_logits[0].shape[-1] == 1 or kd_loss == "mse" else "probabilities"
         return losses.ensemble_teacher_logits(all_logits, temperature, average), hidden
 
@@ -273,11 +283,12 @@ def precompute_teacher_outputs(
     try:
         for batch in DataLoader(inputs_only, batch_size=batch_size, shuffle=False, collate_fn=collate):
             batch = {k: v.to(device) for k, v in batch.items() if k in input_names}
-            logits = teacher(**batch).logits
-            if logits.dim() != 2:
+            logits = head_logits(teacher(**batch))
+            if logits is None or logits.dim() != 2:
+                shape = "none" if logits is None else f"shape {tuple(logits.shape)}"
                 raise ValueError(
-                    f"The teacher's logits have shape {tuple(logits.shape)}: only sequence-level heads "
-                    "(batch, num_labels) are cached. Run token-level teachers live."
+                    f"The teacher's logits have {shape}: only sequence-level heads (batch, num_labels) are "
+                    "cached. Run token-level and question-answering teachers live."
                 )
             rows.extend(logits.float().cpu().tolist())
     finally:

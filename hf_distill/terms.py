@@ -27,6 +27,10 @@ TOKEN_PAIRS = "token pairs"
 """The (query, key) pairs of real tokens, per head."""
 MICRO_BATCH = "micro-batch"
 """The micro-batch as a whole (in-batch contrastive and relational terms)."""
+POSITIONS = "positions"
+"""Every position of the padded batch, padding included (batch × padded length)."""
+POSITION_PAIRS = "position pairs"
+"""Every (query, key) pair of the padded batch, per head (batch × padded length²)."""
 
 # What a term needs from a teacher.
 NO_TEACHER = "none"
@@ -105,6 +109,14 @@ SELF_DISTILLATION_TERMS = (
     LossTerm("kd", EXAMPLES, NO_TEACHER, "the shallow exits' T²·KL to the deepest exit's soft targets"),
     LossTerm("hidden", TOKENS, NO_TEACHER, "the shallow layers' projected hidden states against the deepest layer"),
 )
+
+REFERENCE_UNITS = {
+    "tinybert": {"hidden": POSITIONS, "embedding": POSITIONS, "attention": POSITION_PAIRS},
+    "distilbert": {},
+}
+"""Where a reference mode (`DistillationConfig.reference`) averages a term over something else than the
+table says: TinyBERT's code takes `MSELoss()` over the whole padded tensors. (DistilBERT's masked-LM soft
+targets over every real token are `kd_positions="all"`, a choice of rows, not of unit.)"""
 
 FAMILY_TERMS = {
     "task": TASK_TERMS,

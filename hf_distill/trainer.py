@@ -71,7 +71,10 @@ from .runs import (
     write_results,
 )
 from .teachers import TEACHER_LOGITS_COLUMN, EmaUpdateCallback, TeacherSet, describe_teacher, has_cached_logits
-from .terms import EXAMPLES, LABELS, LOGIT_ROWS, TOKEN_PAIRS, TOKENS
+from .task_heads import head_kind, head_logits
+from .terms import (
+    EXAMPLES, LABELS, LOGIT_ROWS, POSITION_PAIRS, POSITIONS, REFERENCE_UNITS, TOKEN_PAIRS, TOKENS,
+)
 
 TRAINING_ARGS_NAME = "training_args.bin"
 logger = logging.getLogger(__name__)
@@ -137,6 +140,7 @@ class DistillationTrainerBase(HubPublishingMixin, Trainer):
             teacher_model, model, init_kwargs=getattr(args, "teacher_model_init_kwargs", None),
             revision=getattr(args, "teacher_model_revision", None), ema_momentum=getattr(args, "ema_momentum", 0.999),
         )
+        self._teacher_only_inputs = self.teacher_set.inputs_beyond(model)
         checks.check_teacher_need(args, has_teacher=bool(self.teacher_set), cached_logits=self.cached_logits)
         checks.check_distributed_setup(bool(self.teacher_set), args)
         evaluation = kwargs.get("eval_dataset")
@@ -586,8 +590,10 @@ def _problem_type(config: transformers.PretrainedConfig, labels: torch.Tensor) -
 def _count_items(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Counts the units the task family's terms average over in one micro-batch.
 
-    `examples`, `labelled` (examples with a label: the sequence-level task term), `labels` (labels ≠ −100:
-    token-level task/kd terms), `tokens` (attention_mask = 1), `pairs` (pairs of real tokens).
+    `examples`, `labelled` (examples with a label: the sequence-level and question-answering task term),
+    `labels` (labels ≠ −100: token-level task/kd terms), `tokens` (attention_mask = 1), `pairs` (pairs of
+    real tokens), `positions` and `position_pairs` (every padded position, every padded pair: the
+    reductions of `reference="tinybert"`).
     """
     input_ids = inputs.get("input_ids")
     mask = inputs.get("attention_mask")
@@ -599,6 +605,10 @@ def _count_items(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         counts["examples"] = torch.tensor(float(mask.shape[0]), dtype=torch.float64)
         counts["tokens"] = lengths.sum().cpu()
         counts["pairs"] = lengths.pow(2).sum().cpu()
+        counts["positions"] = torch.tensor(float(mask.numel()), dtype=torch.float64)
+        counts["position_pairs"] = torch.tensor(float(mask.numel() * mask.shape[-1]), dtype=torch.float64)
+    if isinstance(inputs.get("start_positions"), torch.Tensor):
+        counts["labelled"] = torch.tensor(float(inputs["start_positions"].shape[0]), dtype=torch.float64)
     labels = inputs.get("labels")
     if isinstance(labels, torch.Tensor):
         if labels.dim() > 1:
@@ -652,6 +662,7 @@ class DistillationTrainer(DistillationTrainerBase):
     ):
         self._window_counts: Optional[dict[str, torch.Tensor]] = None
         self._token_level_logits = False
+        self._head_kind = head_kind(model)
         self._teacher_scores = self._student_scores = None
         super().__init__(model=model, args=args, teacher_model=teacher_model, **kwargs)
         if self._max_weights["attention_weight"] > 0:
@@ -690,16 +701,19 @@ class DistillationTrainer(DistillationTrainerBase):
             embedding=weights["embedding_weight"] > 0,
             cosine=weights["cosine_weight"] > 0,
             per_layer=args.projection == "per_layer",
+            share_embedding=args.reference == "tinybert",
         )
 
     def _extra_signature_columns(self) -> tuple[str, ...]:
-        """Keeps the cached teacher logits when Trainer drops the columns the student does not take."""
-        return (TEACHER_LOGITS_COLUMN,)
+        """Keeps the cached teacher logits, and the inputs only the teachers take, when Trainer drops the
+        columns the student does not take."""
+        return (TEACHER_LOGITS_COLUMN, *self._teacher_only_inputs)
 
     def _recipe_extras(self) -> dict[str, Any]:
         heads = self.distillation_heads
         return {"kd_loss": self.args.kd_loss, "layer_map": self.layer_map,
-                "projection": self.args.projection if heads is not None and heads.has_parameters else None}
+                "projection": self.args.projection if heads is not None and heads.has_parameters else None,
+                "reference": self.args.reference, "kd_positions": self.args.kd_positions}
 
     # ------------------------------------------------------------------ exact gradient accumulation
 
@@ -721,13 +735,20 @@ class DistillationTrainer(DistillationTrainerBase):
         self._window_counts = dict(totals)
         return batch_samples, num_items_in_batch
 
+    def _term_unit(self, term) -> str:
+        """What `term` averages over in this run: the term table's unit, or the reference mode's."""
+        return REFERENCE_UNITS.get(self.args.reference or "", {}).get(term.name, term.unit)
+
     def _count_key(self, unit: str, token_level_labels: bool) -> str:
         """Which count of `_count_items` a term's unit (`hf_distill.terms`) is, for this batch."""
         if unit == LABELS:
             return "labels" if token_level_labels else "labelled"
         if unit == LOGIT_ROWS:
-            return "labels" if token_level_labels else "tokens" if self._token_level_logits else "examples"
-        return {EXAMPLES: "examples", TOKENS: "tokens", TOKEN_PAIRS: "pairs"}[unit]
+            if token_level_labels and self.args.kd_positions == "masked":
+                return "labels"
+            return "tokens" if self._token_level_logits else "examples"
+        return {EXAMPLES: "examples", TOKENS: "tokens", TOKEN_PAIRS: "pairs", POSITIONS: "positions",
+                POSITION_PAIRS: "position_pairs"}[unit]
 
     def _term_scales(self, inputs: dict[str, Any], token_level_labels: bool) -> dict[str, float]:
         """Factor turning each term's micro-batch mean into its share of the window mean.
@@ -747,9 +768,37 @@ class DistillationTrainer(DistillationTrainerBase):
                 return 1.0
             return steps * self._window_scale * float(counts[key]) / float(total)
 
-        return {term.name: scale(self._count_key(term.unit, token_level_labels)) for term in self.args.TERMS}
+        return {term.name: scale(self._count_key(self._term_unit(term), token_level_labels)) for term in self.args.TERMS}
 
     # ------------------------------------------------------------------ loss
+
+    def _soft_target_term(
+        self,
+        logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        temperature: float,
+        labels: Optional[torch.Tensor],
+        mask: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """The soft-target term for the student's head, in this run's conventions (`reference`, `kd_positions`).
+
+        Question answering: `losses.span_kl_divergence_loss` over the real positions (every padded position
+        with `reference="distilbert"`). Token-level heads: the rows with a label (`kd_positions="masked"`) or
+        every real token (`"all"`). `reference="tinybert"` with `kd_loss="soft_ce"` reduces as TinyBERT's
+        `soft_cross_entropy` (`losses.tinybert_soft_cross_entropy_loss`).
+        """
+        args = self.args
+        if self._head_kind == "span":
+            position_mask = None if args.reference == "distilbert" else mask
+            return losses.span_kl_divergence_loss(logits, teacher_logits, temperature, position_mask)
+        row_mask = None
+        if self._token_level_logits:
+            token_level_labels = isinstance(labels, torch.Tensor) and labels.dim() > 1
+            row_mask = (labels != -100) if token_level_labels and args.kd_positions == "masked" else mask
+        tinybert_ce = args.reference == "tinybert" and args.kd_loss == "soft_ce" and logits.shape[-1] > 1
+        if tinybert_ce and logits.shape == teacher_logits.shape:
+            return losses.tinybert_soft_cross_entropy_loss(logits, teacher_logits, temperature, row_mask)
+        return losses.soft_target_loss(logits, teacher_logits, args.kd_loss, temperature, row_mask)  # checks shapes
 
     def compute_loss(
         self,
@@ -777,7 +826,8 @@ class DistillationTrainer(DistillationTrainerBase):
             labelled = losses.labelled_rows(labels)
             if bool(labelled.all()):
                 labelled = None
-        model_inputs = inputs if labelled is None else {k: v for k, v in inputs.items() if k != "labels"}
+        dropped = set(self._teacher_only_inputs) | ({"labels"} if labelled is not None else set())
+        model_inputs = {k: v for k, v in inputs.items() if k not in dropped} if dropped else inputs
         if self.distillation_heads is not None:
             self.distillation_heads.active = True
             self.distillation_heads.projected = {}
@@ -792,8 +842,8 @@ class DistillationTrainer(DistillationTrainerBase):
         )
 
         mask = inputs.get("attention_mask")
-        logits = student_out.logits if hasattr(student_out, "logits") else None
-        self._token_level_logits = logits is not None and logits.dim() == 3
+        logits = head_logits(student_out)
+        self._token_level_logits = logits is not None and logits.dim() == 3 and self._head_kind != "span"
         token_level_labels = isinstance(labels, torch.Tensor) and labels.dim() > 1
         terms: dict[str, torch.Tensor] = {}
 
@@ -803,31 +853,31 @@ class DistillationTrainer(DistillationTrainerBase):
         elif w["task"] > 0 or w["mlm"] > 0:
             if getattr(student_out, "loss", None) is None:
                 raise ValueError(
-                    "task_weight/mlm_weight > 0 but the student returned no loss: the batches need a 'labels' column."
+                    "task_weight/mlm_weight > 0 but the student returned no loss: the batches need a 'labels' column "
+                    "(start_positions and end_positions for question answering)."
                 )
             terms["mlm" if checks.is_masked_lm(self.accelerator.unwrap_model(model)) else "task"] = student_out.loss
         if w["kd"] > 0:
-            row_mask = None
-            if self._token_level_logits:
-                row_mask = (labels != -100) if token_level_labels else mask
-            terms["kd"] = losses.soft_target_loss(logits, teacher_logits, self.args.kd_loss, temperature, row_mask)
+            terms["kd"] = self._soft_target_term(logits, teacher_logits, temperature, labels, mask)
+        tinybert = self.args.reference == "tinybert"
         if need_hidden:
             projected = self.distillation_heads.projected
+            token_mask = None if tinybert else mask  # TinyBERT's MSELoss() covers the padding too
             if w["cosine"] > 0:
                 terms["cosine"] = losses.cosine_hidden_loss(projected["cosine"], teacher_hidden[-1], mask)
             if w["embedding"] > 0:
-                terms["embedding"] = losses.hidden_mse_loss(projected["embedding"], teacher_hidden[0], mask)
+                terms["embedding"] = losses.hidden_mse_loss(projected["embedding"], teacher_hidden[0], token_mask)
             if w["hidden"] > 0:
                 terms["hidden"] = sum(
-                    losses.hidden_mse_loss(h_s, teacher_hidden[g], mask)
+                    losses.hidden_mse_loss(h_s, teacher_hidden[g], token_mask)
                     for h_s, g in zip(projected["hidden"], self.layer_map)
                 )
         if w["attention"] > 0:
             s_scores = self._student_scores.scores()
             t_scores = self._teacher_scores.scores()
+            attention_loss = losses.tinybert_attention_loss if tinybert else losses.attention_score_mse_loss
             terms["attention"] = sum(
-                losses.attention_score_mse_loss(a_s, t_scores[g - 1], mask)
-                for a_s, g in zip(s_scores, self.layer_map)
+                attention_loss(a_s, t_scores[g - 1], mask) for a_s, g in zip(s_scores, self.layer_map)
             )
         if self._student_scores is not None:
             self._student_scores.clear()

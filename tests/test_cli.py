@@ -56,6 +56,39 @@ def test_shipped_recipes_parse():
         assert model_args.student_layer_selection == expected, name
 
 
+def test_per_task_entry_applies_for_the_runs_task_and_the_command_line_wins(tmp_path):
+    recipe = write(tmp_path / "r.yaml", "task_name: sst2\nlearning_rate: 1.0e-4\nnum_train_epochs: 3\noutput_dir: out\n"
+                                        "per_task:\n  mrpc: {num_train_epochs: 10, learning_rate: 5.0e-5}\n"
+                                        "  sst2: {max_seq_length: 64}\n")
+    _, data_args, config = parse_recipe(recipe)  # the file's task: sst2
+    assert data_args.max_seq_length == 64 and config.num_train_epochs == 3 and config.learning_rate == 1e-4
+    _, data_args, config = parse_recipe(recipe, ["--task_name", "MRPC"])
+    assert config.num_train_epochs == 10 and config.learning_rate == 5e-5 and data_args.max_seq_length == 128
+    _, _, config = parse_recipe(recipe, ["--task_name=mrpc", "--num_train_epochs", "2"])
+    assert config.num_train_epochs == 2 and config.learning_rate == 5e-5
+    _, _, config = parse_recipe(recipe, ["--task_name", "cola"])  # no entry: the file's values
+    assert config.num_train_epochs == 3 and config.learning_rate == 1e-4
+
+
+@pytest.mark.parametrize("text, match", [
+    ("per_task:\n  mrpc: {num_train_epoch: 10}\n", r"Unknown key 'num_train_epoch'.*per_task: mrpc.*Did you mean"),
+    ("per_task:\n  mrpc: {task_name: rte}\n", r"Unknown key 'task_name'.*per_task: mrpc"),
+    ("per_task: [mrpc]\n", r"per_task in recipe .* must map task names to settings"),
+])
+def test_per_task_with_a_bad_entry_is_refused(tmp_path, text, match):
+    recipe = write(tmp_path / "r.yaml", "task_name: mrpc\n" + text)
+    with pytest.raises(RecipeError, match=match):
+        parse_recipe(recipe)
+
+
+def test_shipped_glue_recipes_give_the_small_tasks_longer_training():
+    for name in ("teacher.yaml", "baseline.yaml", "distilbert.yaml"):
+        path = os.path.join(RECIPES, "glue", name)
+        _, _, small = parse_recipe(path, ["--task_name", "rte", "--output_dir", "x"])
+        _, _, large = parse_recipe(path, ["--task_name", "mnli", "--output_dir", "x"])
+        assert small.num_train_epochs > large.num_train_epochs, name
+
+
 def test_help_lists_every_option_with_its_help(capsys):
     assert main(["--help"]) == 0
     assert "train" in capsys.readouterr().out

@@ -5,14 +5,42 @@ from hf_distill import DistillationConfig
 
 
 def test_presets():
+    # DistilBERT's task distillation (run_squad_w_distillation.py): 0.5 kd + 0.5 task at T=2, no cosine.
     distil = DistillationConfig.distilbert(output_dir="x", kd_weight=0.7)
-    assert (distil.temperature, distil.kd_weight, distil.task_weight, distil.cosine_weight) == (2.0, 0.7, 0.5, 1.0)
+    assert (distil.temperature, distil.kd_weight, distil.task_weight, distil.cosine_weight) == (2.0, 0.7, 0.5, 0.0)
+    assert distil.reference == "distilbert"
     inter = DistillationConfig.tinybert(stage="intermediate", output_dir="x")
     assert inter.loss_weights == {"task": 0, "kd": 0, "mlm": 0, "cosine": 0, "hidden": 1, "embedding": 1, "attention": 1}
+    # task_distill.py's intermediate stage: constant learning rate (schedule 'none'), weight decay 0.01, 10 epochs.
+    assert (str(getattr(inter.lr_scheduler_type, "value", inter.lr_scheduler_type)), inter.weight_decay,
+            inter.num_train_epochs, inter.learning_rate) == ("constant", 0.01, 10.0, 5e-5)
+    assert inter.reference is None and DistillationConfig.tinybert(output_dir="x", reference="tinybert").reference == "tinybert"
     pred = DistillationConfig.tinybert(stage="prediction", output_dir="x")
     assert (pred.kd_weight, pred.kd_loss, pred.temperature, pred.task_weight) == (1.0, "soft_ce", 1.0, 0.0)
+    assert (pred.learning_rate, pred.num_train_epochs, pred.warmup_ratio) == (3e-5, 3.0, 0.1)
     with pytest.raises(ValueError, match="stage"):
         DistillationConfig.tinybert(stage="general")
+
+
+def test_distilbert_pretraining_preset_follows_distiller_defaults():
+    config = DistillationConfig.distilbert_pretraining(output_dir="x")
+    assert config.loss_weights == {"task": 0, "kd": 5, "mlm": 2, "cosine": 1, "hidden": 0, "embedding": 0, "attention": 0}
+    assert (config.temperature, config.kd_positions, config.reference) == (2.0, "all", "distilbert")
+    assert (config.adam_beta1, config.adam_beta2, config.adam_epsilon) == (0.9, 0.98, 1e-6)
+    assert (config.learning_rate, config.warmup_ratio, config.weight_decay, config.max_grad_norm) == (5e-4, 0.05, 0.0, 5.0)
+    # restrict_ce_to_mask stays one option away.
+    assert DistillationConfig.distilbert_pretraining(output_dir="x", kd_positions="masked").kd_positions == "masked"
+
+
+def test_reference_options_are_checked():
+    assert DistillationConfig(output_dir="x").kd_positions == "masked"
+    assert DistillationConfig(output_dir="x", reference="none").reference is None
+    with pytest.raises(ValueError, match="reference must be one of"):
+        DistillationConfig(output_dir="x", reference="minilm")
+    with pytest.raises(ValueError, match="kd_positions"):
+        DistillationConfig(output_dir="x", kd_positions="some")
+    with pytest.raises(ValueError, match="shares one projection"):
+        DistillationConfig(output_dir="x", reference="tinybert", projection="per_layer")
 
 
 @pytest.mark.parametrize(

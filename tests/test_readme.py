@@ -45,8 +45,9 @@ def test_python_example_runs_and_saves_a_loadable_student(tmp_path, monkeypatch)
     text = card.text
     # the teacher's name_or_path, relative to the run folder (no path of the training machine is published)
     assert "distilled from the 6-layer teacher `../runs/demo/teacher`" in text
-    for row in ("loss term `kd`", "loss term `task`", "loss term `cosine`", "temperature T | 2"):
-        assert row in text, row  # the recipe
+    for row in ("loss term `kd`", "loss term `task`", "temperature T | 2", "`reference=distilbert`"):
+        assert row in text, row  # the recipe: DistilBERT's task recipe, no cosine term
+    assert "loss term `cosine`" not in text
     accuracy = namespace["trainer"].state.log_history[-1]["eval_accuracy"]
     assert f"| eval | accuracy | {accuracy:.4f} |" in text  # the score the trainer measured
     assert "evaluation data" not in text and "None" not in text

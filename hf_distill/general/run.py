@@ -111,10 +111,17 @@ def build_general_student(
 
 
 def build_collator(
-    data_args: TextDataArguments, tokenizer, data: TextData, masked_lm: bool, generator: Optional[torch.Generator] = None
+    data_args: TextDataArguments, tokenizer, data: TextData, masked_lm: bool, generator: Optional[torch.Generator] = None,
+    pad_to_max_length: bool = False,
 ):
-    """DistilBERT's masking collator for masked-LM distillation, padding alone otherwise."""
+    """DistilBERT's masking collator for masked-LM distillation, padding alone otherwise.
+
+    `pad_to_max_length` pads every batch to `max_seq_length`, as TinyBERT's code does (`reference="tinybert"`:
+    its means over every position depend on the padded length).
+    """
     if not masked_lm:
+        if pad_to_max_length:
+            return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=data_args.max_seq_length)
         return DataCollatorWithPadding(tokenizer)
     weights = None
     if data_args.mlm_smoothing is not None:
@@ -225,7 +232,7 @@ def run_general(model_args: GeneralModelArguments, data_args: TextDataArguments,
     data = load_text_data(data_args, tokenizer, seed=config.data_seed or config.seed)
     if data.streaming and config.max_steps <= 0:
         raise ValueError("A streamed dataset has no length: set max_steps (the number of optimizer steps).")
-    collator = build_collator(data_args, tokenizer, data, masked_lm)
+    collator = build_collator(data_args, tokenizer, data, masked_lm, pad_to_max_length=config.reference == "tinybert")
     trainer = GeneralDistillationTrainer(
         model=student,
         teacher_model=teacher,
@@ -265,7 +272,8 @@ def run_general(model_args: GeneralModelArguments, data_args: TextDataArguments,
         "recipe": recipe_record(
             config, kd_loss=config.kd_loss, layer_map=trainer.layer_map,
             projection=config.projection if heads is not None and heads.has_parameters else None,
-            student_architecture=model_args.student_architecture,
+            student_architecture=model_args.student_architecture, reference=config.reference,
+            kd_positions=config.kd_positions,
         ),
         "data": {
             "dataset_name": data_args.dataset_name,

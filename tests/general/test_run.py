@@ -135,7 +135,8 @@ def test_triple_loss_matches_hand_computation(tmp_path, tokenizer):
     batch = collator(features)
     loss = trainer.compute_loss(student, dict(batch))
 
-    # by hand: the three terms of DistilBERT's distiller.py
+    # by hand: DistilBERT's three terms, soft targets on the masked positions (the default kd_positions="masked",
+    # distiller.py with --restrict_ce_to_mask; test_reference.py checks reference="distilbert"'s every real token)
     with torch.no_grad():
         t_out = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
     s_out = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
