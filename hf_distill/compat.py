@@ -177,3 +177,93 @@ def pooled_features(output: Any) -> "torch.Tensor":
         raise TypeError(f"Expected a tensor or an output with pooler_output, got {type(output).__name__}.")
     return pooled
 
+
+
+# ---------------------------------------------------------------------------------------- ModernBERT layers
+
+
+def modernbert_layer_kinds(config: Any) -> list[bool]:
+    """Whether each layer of a ModernBERT config attends globally (`True`) or within a local window (`False`).
+
+    4.57 derives a layer's kind from its index: layer ``i`` is global when
+    ``i % global_attn_every_n_layers == 0``. 5.x lists every layer's kind in `config.layer_types`
+    (`"full_attention"` or `"sliding_attention"`), built from the same rule unless given.
+    """
+    types = getattr(config, "layer_types", None)
+    if types:
+        return [kind == "full_attention" for kind in types[: config.num_hidden_layers]]
+    every = config.global_attn_every_n_layers
+    return [index % every == 0 for index in range(config.num_hidden_layers)]
+
+
+def set_modernbert_layer_kinds(config: Any, kinds: Sequence[bool]) -> list[int]:
+    """Gives a ModernBERT config `len(kinds)` layers of these kinds (`True`: global attention).
+
+    5.x writes them into `config.layer_types`, so any pattern is kept. 4.57 has no per-layer list: it
+    keeps the pattern only when some `global_attn_every_n_layers` reproduces it (layer 0 is always
+    global there), and otherwise leaves that field as it was.
+
+    Returns:
+        `list[int]`: The layers whose kind differs from `kinds` (empty when every kind was kept).
+    """
+    kinds = [bool(kind) for kind in kinds]
+    config.num_hidden_layers = len(kinds)
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = ["full_attention" if kind else "sliding_attention" for kind in kinds]
+        return []
+    current = config.global_attn_every_n_layers
+    periods = [current] + [period for period in range(1, len(kinds) + 1) if period != current]
+    for period in periods:
+        if kinds == [index % period == 0 for index in range(len(kinds))]:
+            config.global_attn_every_n_layers = period
+            return []
+    return [index for index, kind in enumerate(modernbert_layer_kinds(config)) if kind != kinds[index]]
+
+
+def modernbert_window(attention: "nn.Module", config: Any) -> Optional[int]:
+    """The half-width ``w`` of one ModernBERT attention module's local window (`None`: global attention).
+
+    A local layer attends where ``|i − j| ≤ w = local_attention // 2`` on both lines. 4.57 keeps the
+    window as the module's `local_attention` pair (`(-1, -1)` for global layers); 5.x keeps
+    `sliding_window` (`w + 1`, flash attention's inclusive bound; `None` for global layers).
+    """
+    pair = getattr(attention, "local_attention", None)
+    if pair is not None:
+        return None if tuple(pair) == (-1, -1) else int(pair[0])
+    return None if getattr(attention, "sliding_window", None) is None else int(config.local_attention) // 2
+
+
+def modernbert_capture_problem(attention: "nn.Module") -> Optional[str]:
+    """Why the rotary tables of a ModernBERT attention module cannot be read, or `None`.
+
+    4.57 runs flash attention on unpadded tokens with a rotary module of its own that rotates the
+    packed query/key/value in place; 5.x passes the same padded tables to every kernel.
+    """
+    rotary = getattr(attention, "rotary_emb", None)
+    if rotary is not None and type(rotary).__name__ == "ModernBertUnpaddedRotaryEmbedding":
+        return ("transformers 4.57 runs ModernBERT's flash attention on unpadded tokens with its own rotary "
+                "kernel; load the models with attn_implementation='sdpa' or 'eager'")
+    return None
+
+
+def hook_modernbert_rotary(attention: "nn.Module", receive: Any) -> Any:
+    """Calls `receive(cos, sin)` with the rotary tables each call of a ModernBERT attention module uses.
+
+    5.x computes them once per layer kind in the model and passes them to the attention module as its
+    `position_embeddings` argument: a forward pre-hook reads the argument. 4.57 computes them inside the
+    module (eager and sdpa) with its own `rotary_emb` submodule: a forward hook reads that output.
+    Both are `(batch or 1, seq, head_dim)` tables.
+
+    Returns:
+        `torch.utils.hooks.RemovableHandle`: The hook's handle.
+    """
+    rotary = getattr(attention, "rotary_emb", None)
+    if rotary is not None:
+        return rotary.register_forward_hook(lambda module, args, output: receive(*output))
+
+    def read_argument(module, args, kwargs):
+        tables = kwargs.get("position_embeddings", args[1] if len(args) > 1 else None)
+        if tables is not None:
+            receive(*tables)
+
+    return attention.register_forward_pre_hook(read_argument, with_kwargs=True)

@@ -283,6 +283,23 @@ class DistillationConfig(TeacherDistillationConfigBase):
             Weight of TinyBERT's embedding-output MSE.
         attention_weight (`float`, defaults to 0.0):
             Weight of TinyBERT's pre-softmax attention-score MSE, summed over mapped layers.
+        attention_relation_weight (`float`, defaults to 0.0):
+            Weight of MiniLM's attention transfer: the KL between the attention distributions (the model's
+            own scores, softmax over real keys) of teacher layer `relation_teacher_layer` and the student's
+            last layer, per head (equal head counts).
+        value_relation_weight (`float`, defaults to 0.0):
+            Weight of the value-value relation KL (MiniLM; MiniLMv2 with `relation_heads`).
+        query_relation_weight (`float`, defaults to 0.0):
+            Weight of MiniLMv2's query-query relation KL.
+        key_relation_weight (`float`, defaults to 0.0):
+            Weight of MiniLMv2's key-key relation KL.
+        relation_heads (`int`, *optional*):
+            MiniLMv2's relation heads: the value/query/key vectors of all attention heads, concatenated, are
+            split into this many heads for the relations, so the two models may have any head counts and
+            widths it divides. `None` (MiniLM v1): each model's own attention heads, which must be equal.
+        relation_teacher_layer (`int`, *optional*):
+            1-based teacher layer whose relations teach the student's last layer. Defaults to the teacher's
+            last layer (MiniLM); MiniLMv2 takes an upper-middle layer of large teachers.
         layer_map (`str` or `list[int]`, defaults to `"uniform"`):
             Teacher layer for each student layer: `"uniform"` (``g(m) = m·N/M``), `"last"`
             (``g(m) = N − M + m``), or a list of 1-based teacher layers such as `[2, 4, 6]` (or `"2,4,6"`).
@@ -336,6 +353,30 @@ class DistillationConfig(TeacherDistillationConfigBase):
     attention_weight: float = field(
         default=0.0,
         metadata={"help": "Weight of TinyBERT's pre-softmax attention-score MSE, summed over mapped layers."},
+    )
+    attention_relation_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of MiniLM's attention-distribution KL (one teacher layer, the student's last layer; "
+                  "equal head counts)."},
+    )
+    value_relation_weight: float = field(
+        default=0.0, metadata={"help": "Weight of MiniLM's value-value relation KL (MiniLM v1 and v2)."}
+    )
+    query_relation_weight: float = field(
+        default=0.0, metadata={"help": "Weight of MiniLMv2's query-query relation KL."}
+    )
+    key_relation_weight: float = field(
+        default=0.0, metadata={"help": "Weight of MiniLMv2's key-key relation KL."}
+    )
+    relation_heads: Optional[int] = field(
+        default=None,
+        metadata={"help": "MiniLMv2's relation heads for the value/query/key relations (must divide both hidden "
+                  "sizes; any head counts). Default: each model's own attention heads (MiniLM v1; equal counts)."},
+    )
+    relation_teacher_layer: Optional[int] = field(
+        default=None,
+        metadata={"help": "1-based teacher layer whose relations teach the student's last layer. Default: the "
+                  "teacher's last layer (MiniLMv2 takes an upper-middle layer of large teachers)."},
     )
     # Typed `str` so the command line takes "2,4,6"; Python and YAML may pass a list of ints.
     layer_map: str = field(
@@ -392,6 +433,12 @@ class DistillationConfig(TeacherDistillationConfigBase):
             )
         if self.kd_loss not in KD_LOSSES:
             raise ValueError(f"kd_loss must be one of {KD_LOSSES}, got {self.kd_loss!r}.")
+        if self.relation_heads is not None and int(self.relation_heads) < 1:
+            raise ValueError(f"relation_heads must be a positive number of heads, got {self.relation_heads}.")
+        if self.relation_teacher_layer is not None and int(self.relation_teacher_layer) < 1:
+            raise ValueError(
+                f"relation_teacher_layer is a 1-based teacher layer (1 = the first), got {self.relation_teacher_layer}."
+            )
         if self.projection not in ("shared", "per_layer"):
             raise ValueError(f"projection must be 'shared' or 'per_layer', got {self.projection!r}.")
         if not 0 <= self.ema_momentum < 1:
@@ -436,6 +483,33 @@ class DistillationConfig(TeacherDistillationConfigBase):
                   "cosine_weight": 1.0, "reference": "distilbert", "adam_beta1": 0.9, "adam_beta2": 0.98,
                   "adam_epsilon": 1e-6, "learning_rate": 5e-4, "warmup_ratio": 0.05, "weight_decay": 0.0,
                   "max_grad_norm": 5.0}
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def minilm(cls, version: int = 2, relation_heads: Optional[int] = 48, **overrides: Any) -> "DistillationConfig":
+        """MiniLM's self-attention distillation (Wang et al., 2020; 2021) of the student's last layer, no labels.
+
+        - `version=1` (MiniLM): attention distributions + value relation, weights 1, each model's own heads
+          (equal head counts; `relation_heads` is ignored).
+        - `version=2` (MiniLMv2): query-query + key-key + value-value relations, weights 1, with
+          `relation_heads` relation heads (48 by default: it divides 384, 768 and 1024).
+
+        The teacher layer is the last unless `relation_teacher_layer` says otherwise. A prediction stage
+        (soft targets, or the task loss) follows on a task, as TinyBERT's does.
+
+        Args:
+            version (`int`, defaults to 2): 1 or 2.
+            relation_heads (`int`, *optional*, defaults to 48): Relation heads of version 2.
+            **overrides: Any `DistillationConfig` field.
+        """
+        zeros = {name: 0.0 for name in weight_fields(TASK_TERMS)}
+        if version == 1:
+            values = {**zeros, "attention_relation_weight": 1.0, "value_relation_weight": 1.0, "relation_heads": None}
+        elif version == 2:
+            values = {**zeros, "query_relation_weight": 1.0, "key_relation_weight": 1.0, "value_relation_weight": 1.0,
+                      "relation_heads": relation_heads}
+        else:
+            raise ValueError(f"version must be 1 (MiniLM) or 2 (MiniLMv2), got {version!r}.")
         return cls(**{**values, **overrides})
 
     @classmethod

@@ -10,16 +10,14 @@ The pieces the trainer needs to compare a student's intermediate layers with a t
 - `install_heads`, `save_heads` and `load_heads_into` make any such heads module (this one, or the
   retrieval family's) a submodule of the student that is kept out of the saved student and written
   beside it as `distillation_heads.safetensors` + `distillation_heads.json`.
-- `AttentionScoreRecorder` records ``Q Kᵀ / √d_head`` per layer by hooking the query and key
-  projections. It does not depend on the attention implementation (eager, sdpa, flash), so it
-  works on transformers 4.57 and 5.x alike; HF's `output_attentions` returns post-softmax
-  probabilities, TinyBERT compares pre-softmax scores.
+- `AttentionScoreRecorder` (defined in `hf_distill.attention`, one capture per architecture) records
+  each layer's pre-softmax attention scores; `find_layer_list` (in `hf_distill.architecture`) finds
+  the encoder's layers. Both are importable from here.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Optional, Sequence, Union
 
@@ -27,18 +25,17 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from .architecture import find_layer_list
+from .attention import AttentionScoreRecorder, find_query_key_modules
 from .modeling import load_matching_state
 from .runs import HEADS_ATTRIBUTE, HEADS_CONFIG_NAME, HEADS_WEIGHTS_NAME
 
 LayerMap = Union[str, Sequence[int]]
 
-
-# (query, key) submodule names inside one encoder layer, by model family.
-_QUERY_KEY_NAMES = (
-    ("attention.self.query", "attention.self.key"),  # BERT, RoBERTa, ELECTRA, XLM-R, ...
-    ("attention.q_lin", "attention.k_lin"),  # DistilBERT
-    ("self_attn.q_proj", "self_attn.k_proj"),  # BART-style and most decoder models
-)
+__all__ = [
+    "AttentionScoreRecorder", "DistillationHeads", "LayerMap", "find_layer_list", "find_query_key_modules",
+    "install_heads", "load_heads_into", "parse_layer_map", "resolve_layer_map", "save_heads",
+]
 
 
 def parse_layer_map(layer_map: LayerMap) -> Union[str, list[int]]:
@@ -108,131 +105,6 @@ def resolve_layer_map(layer_map: LayerMap, num_teacher_layers: int, num_student_
             "(0 is the embedding output, matched by embedding_weight)."
         )
     return parsed
-
-
-def find_layer_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """Finds the `nn.ModuleList` of transformer blocks (e.g. `bert.encoder.layer`).
-
-    Args:
-        model (`nn.Module`): A transformers model with `config.num_hidden_layers`.
-
-    Returns:
-        `tuple[str, nn.ModuleList]`: The qualified name of the list and the list.
-    """
-    num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
-    candidates = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.ModuleList) and (num_layers is None or len(module) == num_layers)
-    ]
-    if not candidates:
-        raise ValueError(
-            f"Could not find the encoder layers of {type(model).__name__}: no nn.ModuleList of "
-            f"{num_layers} layers. hf-distill supports BERT-family encoders (BERT, RoBERTa, ELECTRA, DistilBERT)."
-        )
-    # The shortest name is the outermost list (e.g. `bert.encoder.layer`, not a list inside a layer).
-    return min(candidates, key=lambda item: item[0].count("."))
-
-
-def find_query_key_modules(model: nn.Module) -> list[tuple[nn.Linear, nn.Linear]]:
-    """Returns the (query, key) projections of every layer, in order.
-
-    Raises:
-        ValueError: When a layer has no separate query and key projections (fused QKV), or the
-            model uses relative position scores that ``Q Kᵀ`` alone does not give.
-    """
-    position_type = getattr(model.config, "position_embedding_type", "absolute")
-    if position_type not in (None, "absolute"):
-        raise ValueError(
-            f"{type(model).__name__} uses position_embedding_type={position_type!r}: its attention scores "
-            "are not Q·Kᵀ/√d alone, so the attention loss cannot be computed. Set attention_weight=0."
-        )
-    _, layers = find_layer_list(model)
-    pairs = []
-    for index, layer in enumerate(layers):
-        submodules = dict(layer.named_modules())
-        for query_name, key_name in _QUERY_KEY_NAMES:
-            if query_name in submodules and key_name in submodules:
-                pairs.append((submodules[query_name], submodules[key_name]))
-                break
-        else:
-            raise ValueError(
-                f"Layer {index} of {type(model).__name__} has no separate query/key projections "
-                f"(looked for {[names for names in _QUERY_KEY_NAMES]}), so its pre-softmax attention scores "
-                "cannot be captured. Set attention_weight=0."
-            )
-    return pairs
-
-
-class AttentionScoreRecorder:
-    """Records each layer's pre-softmax attention scores ``Q Kᵀ / √d_head`` during a forward pass.
-
-    Hooks on the query and key projections keep their outputs; `scores()` turns them into scores
-    in float32. Recording is armed by a pre-forward hook on the model and disarmed when its
-    forward returns, so activation-checkpointing recomputation during backward records nothing.
-    The scores keep the autograd graph of the query/key projections, so the attention loss trains
-    the student through them.
-
-    Args:
-        model (`nn.Module`): The model to record.
-        num_heads (`int`): Its number of attention heads.
-    """
-
-    def __init__(self, model: nn.Module, num_heads: int):
-        self.num_heads = num_heads
-        self._armed = False
-        self._queries: list[Optional[torch.Tensor]] = []
-        self._keys: list[Optional[torch.Tensor]] = []
-        pairs = find_query_key_modules(model)
-        self._queries = [None] * len(pairs)
-        self._keys = [None] * len(pairs)
-        self._handles = [
-            model.register_forward_pre_hook(self._arm),
-            model.register_forward_hook(self._disarm),
-        ]
-        for index, (query, key) in enumerate(pairs):
-            self._handles.append(query.register_forward_hook(self._make_hook(self._queries, index)))
-            self._handles.append(key.register_forward_hook(self._make_hook(self._keys, index)))
-
-    def _arm(self, module, args):
-        self._armed = True
-        for store in (self._queries, self._keys):
-            for index in range(len(store)):
-                store[index] = None
-
-    def _disarm(self, module, args, output):
-        self._armed = False
-
-    def _make_hook(self, store: list, index: int):
-        def hook(module, args, output):
-            if self._armed:
-                store[index] = output
-
-        return hook
-
-    def scores(self) -> list[torch.Tensor]:
-        """Returns one `(batch, heads, seq, seq)` float32 tensor per layer from the last forward."""
-        if any(q is None for q in self._queries) or any(k is None for k in self._keys):
-            raise RuntimeError("No attention scores were recorded: call the model's forward first.")
-        result = []
-        for query, key in zip(self._queries, self._keys):
-            batch, length, width = query.shape
-            head_dim = width // self.num_heads
-            q = query.float().view(batch, length, self.num_heads, head_dim).transpose(1, 2)
-            k = key.float().view(batch, key.shape[1], self.num_heads, head_dim).transpose(1, 2)
-            result.append(q @ k.transpose(-1, -2) / math.sqrt(head_dim))
-        return result
-
-    def clear(self) -> None:
-        """Drops the recorded tensors (and the graph they keep alive)."""
-        self._arm(None, None)
-        self._armed = False
-
-    def remove(self) -> None:
-        """Removes every hook."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
 
 
 def _projection(in_features: int, out_features: int) -> Optional[nn.Linear]:

@@ -7,19 +7,24 @@ Two recipes:
   student "by taking one layer out of two" of the teacher).
 - **TinyBERT-style** (`hidden_size=...`): a narrower, randomly initialised model of the same
   architecture with the teacher's vocabulary and label space (Jiao et al., 2020), trained through
-  learned projections.
+  learned projections. `student_configs.narrow_config` sets every width its config names.
+
+ALBERT shares its layer weights, so it has no layer to copy: only the narrower recipe applies.
 """
 
 from __future__ import annotations
 
-import copy
+import logging
 import math
 import re
 from typing import Optional, Sequence
 
 from transformers import PreTrainedModel
 
-from .layers import find_layer_list
+from .architecture import find_layer_list
+from .student_configs import copied_config, narrow_config
+
+logger = logging.getLogger(__name__)
 
 
 def uniform_layer_selection(num_teacher_layers: int, num_student_layers: int) -> list[int]:
@@ -68,18 +73,21 @@ def block_top_layer_selection(num_teacher_layers: int, num_student_layers: int) 
 LAYER_SELECTIONS = {"uniform": uniform_layer_selection, "block_top": block_top_layer_selection}
 
 
+# Per-layer weights a copied layer may gain or lose with its position: ModernBERT's first layer has no
+# pre-attention LayerNorm (its input is the normalised embedding output), every other layer has one.
+_POSITION_DEPENDENT = re.compile(r"\.attn_norm\.")
+
+
 def _copy_layers(teacher: PreTrainedModel, layers: Sequence[int]) -> PreTrainedModel:
     num_teacher_layers = teacher.config.num_hidden_layers
+    prefix, _ = find_layer_list(teacher)  # refuses models without separate layers (ALBERT), with the reason
     bad = [layer for layer in layers if not 0 <= layer < num_teacher_layers]
     if bad or len(set(layers)) != len(layers) or not layers:
         raise ValueError(
             f"layers={list(layers)} must be distinct 0-based indices of the teacher's "
             f"{num_teacher_layers} layers (0..{num_teacher_layers - 1})."
         )
-    config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = len(layers)
-    student = type(teacher)(config)
-    prefix, _ = find_layer_list(teacher)
+    student = type(teacher)(copied_config(teacher.config, layers))
     pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.(.*)$")
     new_index = {old: new for new, old in enumerate(layers)}
     state_dict = {}
@@ -89,29 +97,18 @@ def _copy_layers(teacher: PreTrainedModel, layers: Sequence[int]) -> PreTrainedM
             state_dict[key] = value.clone()
         elif int(match.group(1)) in new_index:
             state_dict[f"{prefix}.{new_index[int(match.group(1))]}.{match.group(2)}"] = value.clone()
+    expected = student.state_dict()
+    dropped = sorted(key for key in state_dict if key not in expected and _POSITION_DEPENDENT.search(key))
+    kept_fresh = sorted(key for key in expected if key not in state_dict and _POSITION_DEPENDENT.search(key))
+    if dropped or kept_fresh:
+        changes = ([f"leaves out {', '.join(dropped)}"] if dropped else []) + (
+            [f"starts {', '.join(kept_fresh)} fresh (weight 1)"] if kept_fresh else [])
+        logger.warning("%s's first layer has no attention LayerNorm and its other layers have one: the copy %s.",
+                       type(teacher).__name__, " and ".join(changes))
+        state_dict = {key: value for key, value in state_dict.items() if key not in dropped}
+        state_dict.update({key: expected[key] for key in kept_fresh})
     student.load_state_dict(state_dict, strict=True)
     return student.to(dtype=teacher.dtype)
-
-
-def _narrow_config(teacher: PreTrainedModel, num_layers, hidden_size, intermediate_size, num_attention_heads):
-    config = copy.deepcopy(teacher.config)
-    heads = num_attention_heads or config.num_attention_heads
-    if hidden_size % heads != 0:
-        raise ValueError(
-            f"hidden_size={hidden_size} is not divisible by num_attention_heads={heads}: pick a width that is a "
-            "multiple of the head count, or pass num_attention_heads."
-        )
-    config.num_hidden_layers = num_layers
-    config.hidden_size = hidden_size
-    config.num_attention_heads = heads
-    intermediate = intermediate_size or 4 * hidden_size
-    if hasattr(config, "intermediate_size"):
-        config.intermediate_size = intermediate
-    elif hasattr(config, "hidden_dim"):  # DistilBERT names the FFN width `hidden_dim`
-        config.hidden_dim = intermediate
-    if hasattr(config, "embedding_size"):  # ELECTRA: embeddings as wide as the encoder
-        config.embedding_size = hidden_size
-    return config
 
 
 def create_student(
@@ -126,8 +123,9 @@ def create_student(
     """Builds a smaller student of the teacher's class, vocabulary and label space.
 
     Args:
-        teacher (`PreTrainedModel`): A BERT-family encoder (BERT, RoBERTa, ELECTRA, DistilBERT), with
-            any head (`*ForSequenceClassification`, `*ForMaskedLM`, ...).
+        teacher (`PreTrainedModel`): An encoder (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT,
+            DeBERTa-v2/v3, ModernBERT; ALBERT for narrower students), with any head
+            (`*ForSequenceClassification`, `*ForMaskedLM`, ...).
         layers (`Sequence[int]`, *optional*): 0-based teacher layers to copy, e.g. `[0, 2, 4]`. The
             embeddings, pooler and task head are copied too.
         num_layers (`int`, *optional*): Number of student layers. Without `hidden_size`, copies
@@ -135,7 +133,8 @@ def create_student(
         hidden_size (`int`, *optional*): Width of a randomly initialised, narrower student
             (TinyBERT-style); needs `num_layers`.
         intermediate_size (`int`, *optional*): Feed-forward width of the narrower student, defaults
-            to ``4 · hidden_size``.
+            to the teacher's ratio, ``round(hidden_size · intermediate_t / hidden_t)`` (``4 · hidden_size``
+            for BERT-family models).
         num_attention_heads (`int`, *optional*): Heads of the narrower student, defaults to the
             teacher's (TinyBERT's attention loss needs equal head counts).
         layer_selection (`str`, defaults to `"uniform"`): Which layers `num_layers` copies:
@@ -160,7 +159,7 @@ def create_student(
     if hidden_size is not None:
         if num_layers is None:
             raise ValueError("create_student(hidden_size=...) also needs num_layers=...")
-        config = _narrow_config(teacher, num_layers, hidden_size, intermediate_size, num_attention_heads)
+        config = narrow_config(teacher.config, num_layers, hidden_size, intermediate_size, num_attention_heads)
         student = type(teacher)(config).to(dtype=teacher.dtype)
     else:
         if intermediate_size is not None or num_attention_heads is not None:

@@ -38,6 +38,7 @@ TEACHER_LOGITS = "logits"
 """The teacher's logits: a live teacher, an ensemble, or a cached `teacher_logits` column."""
 TEACHER_HIDDEN_STATES = "hidden states"
 TEACHER_ATTENTION_SCORES = "attention scores"
+TEACHER_RELATIONS = "query/key/value vectors"
 TEACHER_SIMILARITIES = "image-text similarities"
 TEACHER_EMBEDDINGS = "embeddings"
 
@@ -85,6 +86,14 @@ TASK_TERMS = (
     LossTerm("hidden", TOKENS, TEACHER_HIDDEN_STATES, "hidden-state MSE over mapped layers"),
     LossTerm("embedding", TOKENS, TEACHER_HIDDEN_STATES, "embedding-output MSE"),
     LossTerm("attention", TOKEN_PAIRS, TEACHER_ATTENTION_SCORES, "pre-softmax attention-score MSE over mapped layers"),
+    LossTerm("attention_relation", TOKENS, TEACHER_ATTENTION_SCORES,
+             "KL between the attention distributions of one teacher layer and the student's last (MiniLM)"),
+    LossTerm("value_relation", TOKENS, TEACHER_RELATIONS,
+             "KL between the value-value relations of one teacher layer and the student's last (MiniLM, MiniLMv2)"),
+    LossTerm("query_relation", TOKENS, TEACHER_RELATIONS,
+             "KL between the query-query relations of one teacher layer and the student's last (MiniLMv2)"),
+    LossTerm("key_relation", TOKENS, TEACHER_RELATIONS,
+             "KL between the key-key relations of one teacher layer and the student's last (MiniLMv2)"),
 )
 
 # The retrieval family (`RetrievalDistillationConfig`): dual encoders.

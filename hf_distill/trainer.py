@@ -71,6 +71,7 @@ from .runs import (
     write_results,
 )
 from .teachers import TEACHER_LOGITS_COLUMN, EmaUpdateCallback, TeacherSet, describe_teacher, has_cached_logits
+from .relations import RELATION_TERMS, RELATION_WEIGHT_FIELDS, RelationDistiller
 from .task_heads import head_kind, head_logits
 from .terms import (
     EXAMPLES, LABELS, LOGIT_ROWS, POSITION_PAIRS, POSITIONS, REFERENCE_UNITS, TOKEN_PAIRS, TOKENS,
@@ -666,8 +667,11 @@ class DistillationTrainer(DistillationTrainerBase):
         self._teacher_scores = self._student_scores = None
         super().__init__(model=model, args=args, teacher_model=teacher_model, **kwargs)
         if self._max_weights["attention_weight"] > 0:
-            self._student_scores = AttentionScoreRecorder(model, model.config.num_attention_heads)
-            self._teacher_scores = AttentionScoreRecorder(self.teacher, self.teacher.config.num_attention_heads)
+            self._student_scores, self._teacher_scores = AttentionScoreRecorder.pair(model, self.teacher, self.layer_map)
+        self._relations: Optional[RelationDistiller] = None
+        if self.teacher is not None and any(self._max_weights[f] > 0 for f in RELATION_WEIGHT_FIELDS):
+            self._relations = RelationDistiller(model, self.teacher, self._max_weights, args.relation_heads,
+                                                args.relation_teacher_layer)
 
     # ------------------------------------------------------------------ setup
 
@@ -713,7 +717,15 @@ class DistillationTrainer(DistillationTrainerBase):
         heads = self.distillation_heads
         return {"kd_loss": self.args.kd_loss, "layer_map": self.layer_map,
                 "projection": self.args.projection if heads is not None and heads.has_parameters else None,
-                "reference": self.args.reference, "kd_positions": self.args.kd_positions}
+                "reference": self.args.reference, "kd_positions": self.args.kd_positions, **self.relation_record()}
+
+    def relation_record(self) -> dict[str, Any]:
+        """The MiniLM relation settings this run uses (for `results.json`), or `{}` without relation terms."""
+        relations = self._relations
+        if relations is None:
+            return {}
+        return {"relation_heads": relations.student_heads if relations.vector_terms else None,
+                "relation_teacher_layer": relations.teacher_layer}
 
     # ------------------------------------------------------------------ exact gradient accumulation
 
@@ -836,8 +848,10 @@ class DistillationTrainer(DistillationTrainerBase):
         finally:
             if self.distillation_heads is not None:
                 self.distillation_heads.active = False
+        relations = {name for name in RELATION_TERMS if w[name] > 0} if self._relations is not None else set()
         teacher_logits, teacher_hidden = self.teacher_set.outputs(
-            inputs, cached_logits, need_logits=w["kd"] > 0, need_hidden=need_hidden, need_scores=w["attention"] > 0,
+            inputs, cached_logits, need_logits=w["kd"] > 0, need_hidden=need_hidden,
+            need_scores=w["attention"] > 0 or bool(relations),
             temperature=temperature, kd_loss=self.args.kd_loss, autocast=self.accelerator.autocast(),
         )
 
@@ -882,6 +896,9 @@ class DistillationTrainer(DistillationTrainerBase):
         if self._student_scores is not None:
             self._student_scores.clear()
             self._teacher_scores.clear()
+        if self._relations is not None:
+            terms.update(self._relations.losses(relations, mask))
+            self._relations.clear()
 
         scales = self._term_scales(inputs, token_level_labels)
         loss = sum(w[term] * value * scales[term] for term, value in terms.items())

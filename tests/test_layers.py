@@ -74,11 +74,23 @@ def test_recorder_handles_distilbert_q_lin_k_lin():
 
 
 def test_recorder_refuses_relative_position_scores():
+    """4.57's BERT adds relative-position scores (a `distance_embedding`) for `relative_key`: refused.
+
+    transformers 5.x dropped `relative_key`: its BERT keeps the field but uses absolute positions, so
+    ``Q Kᵀ / √d`` is the whole score there, and the recorder captures it exactly instead of refusing.
+    """
     from transformers import BertForSequenceClassification
 
     model = BertForSequenceClassification(tiny_bert_config(position_embedding_type="relative_key"))
-    with pytest.raises(ValueError, match="attention_weight=0"):
-        AttentionScoreRecorder(model, 4)
+    if any(name.endswith("distance_embedding") for name, _ in model.named_modules()):  # transformers 4.57
+        with pytest.raises(ValueError, match=r"position_embedding_type='relative_key'.*attention_weight=0"):
+            AttentionScoreRecorder(model, 4)
+        return
+    recorder = AttentionScoreRecorder(model, 4)
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([[1, 2, 3, 4]]), output_attentions=True)
+    for scores, probabilities in zip(recorder.scores(), out.attentions):
+        torch.testing.assert_close(scores.softmax(-1), probabilities, atol=1e-6, rtol=0)
 
 
 def test_heads_exist_only_when_widths_differ_and_per_layer_gives_one_each():

@@ -273,7 +273,7 @@ def run_general(model_args: GeneralModelArguments, data_args: TextDataArguments,
             config, kd_loss=config.kd_loss, layer_map=trainer.layer_map,
             projection=config.projection if heads is not None and heads.has_parameters else None,
             student_architecture=model_args.student_architecture, reference=config.reference,
-            kd_positions=config.kd_positions,
+            kd_positions=config.kd_positions, **trainer.relation_record(),
         ),
         "data": {
             "dataset_name": data_args.dataset_name,

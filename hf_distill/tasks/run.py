@@ -222,6 +222,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
             config, kd_loss=config.kd_loss, layer_map=trainer.layer_map,
             projection=config.projection if trainer.distillation_heads is not None
             and trainer.distillation_heads.has_parameters else None, reference=config.reference,
+            **trainer.relation_record(),
         ),
         "data": {
             "task_name": data_args.task_name,

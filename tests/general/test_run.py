@@ -123,7 +123,7 @@ def test_triple_loss_matches_hand_computation(tmp_path, tokenizer):
     config = offline_config(tmp_path, task_weight=0.0, kd_weight=5.0, mlm_weight=2.0, cosine_weight=1.0)
     preset = DistillationConfig.distilbert_pretraining(output_dir=str(tmp_path))
     assert preset.loss_weights == config.loss_weights == {
-        "task": 0.0, "kd": 5.0, "mlm": 2.0, "cosine": 1.0, "hidden": 0.0, "embedding": 0.0, "attention": 0.0
+        "task": 0.0, "kd": 5.0, "mlm": 2.0, "cosine": 1.0, "hidden": 0.0, "embedding": 0.0, "attention": 0.0, "attention_relation": 0.0, "value_relation": 0.0, "query_relation": 0.0, "key_relation": 0.0
     }
     assert preset.temperature == config.temperature == 2.0
     trainer = GeneralDistillationTrainer(model=student, teacher_model=teacher, args=config)
