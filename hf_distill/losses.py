@@ -163,12 +163,10 @@ def span_kl_divergence_loss(
             f"Span logits must be (batch, 2, seq) for both models, got student {tuple(student_logits.shape)} and "
             f"teacher {tuple(teacher_logits.shape)}: teacher and student need the same padded inputs."
         )
+    if position_mask is None:  # every position: one KL row per (example, start/end)
+        return kl_divergence_loss(student_logits.float(), teacher_logits.float(), temperature)
     z_s = student_logits.float() / temperature
     z_t = teacher_logits.float() / temperature
-    if position_mask is None:
-        log_p_s, log_p_t = F.log_softmax(z_s, dim=-1), F.log_softmax(z_t, dim=-1)
-        per_row = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
-        return temperature**2 * _mean_or_zero(per_row, z_s)
     keep = position_mask.bool()[:, None, :].expand_as(z_s)
     log_p_s = F.log_softmax(z_s.masked_fill(~keep, float("-inf")), dim=-1)
     log_p_t = F.log_softmax(z_t.masked_fill(~keep, float("-inf")), dim=-1)

@@ -77,6 +77,14 @@ def random_classification_dataset(n: int = 32, length: int = 10, seed: int = 0, 
     return Dataset.from_dict(rows)
 
 
+def padded_batch(n: int = 4, length: int = 9, seed: int = 0) -> dict:
+    """`n` examples of random lengths up to `length`, padded by `pad_collator`; at least one is padded."""
+    dataset = random_classification_dataset(n, length=length, variable_length=True, seed=seed)
+    batch = pad_collator([dataset[i] for i in range(n)])
+    assert (batch["attention_mask"] == 0).any()
+    return batch
+
+
 def pad_collator(features):
     """Pads to the longest sequence of the batch with token 0."""
     length = max(len(f["input_ids"]) for f in features)

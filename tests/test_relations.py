@@ -8,8 +8,16 @@ import pytest
 import torch
 from transformers import BertModel, DistilBertConfig, DistilBertModel
 
+from hf_distill import DistillationConfig, DistillationTrainer, create_student
 from hf_distill.relations import QKVCapture, relation_kl_loss
-from tests.conftest import tiny_bert_config
+from tests.conftest import (
+    offline_config,
+    pad_collator,
+    padded_batch,
+    random_classification_dataset,
+    tiny_bert_config,
+    tiny_teacher,
+)
 
 
 def minilm_relation_by_hand(x_s, y_s, x_t, y_t, heads):
@@ -96,19 +104,7 @@ def test_capture_records_one_layers_query_key_value():
 
 # ----------------------------------------------------------------------------- as terms of DistillationTrainer
 
-from hf_distill import DistillationConfig, DistillationTrainer, create_student  # noqa: E402
-from tests.conftest import offline_config, pad_collator, random_classification_dataset, tiny_teacher  # noqa: E402
-
 ZEROS = dict(task_weight=0.0, kd_weight=0.0)
-
-
-def padded_batch(n=4, length=9, seed=3):
-    dataset = random_classification_dataset(n, length=length, variable_length=True, seed=seed)
-    batch = pad_collator([dataset[i] for i in range(n)])
-    assert (batch["attention_mask"] == 0).any()
-    return batch
-
-
 
 
 def kl_rows_by_hand(p_t, p_s, mask):
@@ -130,7 +126,7 @@ def test_minilm_v1_attention_transfer_is_the_kl_of_the_models_attention_probabil
     teacher = tiny_teacher()
     torch.manual_seed(1)
     student = create_student(teacher, num_layers=2, hidden_size=16)  # narrower, the teacher's 4 heads
-    batch = padded_batch()
+    batch = padded_batch(seed=3)
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=offline_config(
         tmp_path, **ZEROS, attention_relation_weight=1.0, relation_teacher_layer=3))
     student.eval()
@@ -147,7 +143,7 @@ def test_minilm_v2_relations_with_relation_heads_across_widths_and_head_counts(t
     teacher = tiny_teacher()  # 32 wide, 4 heads
     torch.manual_seed(1)
     student = create_student(teacher, num_layers=2, hidden_size=24, num_attention_heads=3)  # 24 wide, 3 heads
-    batch = padded_batch()
+    batch = padded_batch(seed=3)
     args = DistillationConfig.minilm(version=2, relation_heads=8, output_dir=str(tmp_path), report_to=[],
                                      use_cpu=True, logging_steps=1)
     assert args.loss_weights["query_relation"] == args.loss_weights["key_relation"] == 1.0
