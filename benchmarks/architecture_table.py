@@ -56,6 +56,7 @@ from transformers import (  # noqa: E402
 from hf_distill import DistillationConfig, DistillationTrainer, create_student  # noqa: E402
 
 VOCAB, LAYERS, HEADS, WIDTH, FFN, NARROW = 99, 4, 4, 32, 64, 16
+NARROW_HEADS, RELATION_HEADS = 2, 4  # MiniLMv2: another head count than the teacher's; 4 divides 16 and 32
 TOKENS = dict(pad_token_id=1, bos_token_id=2, eos_token_id=3)
 COMMON = dict(vocab_size=VOCAB, num_hidden_layers=LAYERS, num_attention_heads=HEADS, hidden_size=WIDTH,
               intermediate_size=FFN, max_position_embeddings=64, attn_implementation="eager", **TOKENS)
@@ -86,7 +87,8 @@ def tiny_models() -> dict[str, Callable[[], torch.nn.Module]]:
     }
 
 
-# Column -> (how the student is built, the loss weights of the step).
+# Column -> (how the student is built (`build_student`), the DistillationConfig options of the step: its loss
+# weights, and `relation_heads` for MiniLMv2). The terms that are on are the `<name>_weight` options above 0.
 SETUPS = {
     "copy layers: kd + hidden + embedding + cosine": (
         "copy", dict(kd_weight=1.0, hidden_weight=1.0, embedding_weight=1.0, cosine_weight=1.0)),
@@ -94,14 +96,22 @@ SETUPS = {
         "narrow", dict(kd_weight=1.0, hidden_weight=1.0, embedding_weight=1.0, cosine_weight=1.0)),
     "attention (copied layers)": ("copy", dict(attention_weight=1.0)),
     "attention (narrow student)": ("narrow", dict(attention_weight=1.0)),
+    "MiniLM v1 relations (attention + value relation), narrow student": (
+        "narrow", dict(attention_relation_weight=1.0, value_relation_weight=1.0)),
+    f"MiniLMv2 relations (query/key/value, relation_heads={RELATION_HEADS}), "
+    f"narrow student with {NARROW_HEADS} heads": (
+        "narrow, other heads", dict(query_relation_weight=1.0, key_relation_weight=1.0, value_relation_weight=1.0,
+                                    relation_heads=RELATION_HEADS)),
 }
 
 
 def build_student(teacher: torch.nn.Module, kind: str) -> torch.nn.Module:
-    """Layers 1 and 3 of the 4 (TinyBERT's uniform map targets them), or a 2-layer student of width 16."""
+    """Layers 1 and 3 of the 4 (TinyBERT's uniform map targets them), or a 2-layer student of width 16 with the
+    teacher's 4 heads (`"narrow"`) or 2 (`"narrow, other heads"`)."""
     if kind == "copy":
         return create_student(teacher, layers=[1, 3])
-    return create_student(teacher, num_layers=2, hidden_size=NARROW)
+    heads = NARROW_HEADS if kind == "narrow, other heads" else None
+    return create_student(teacher, num_layers=2, hidden_size=NARROW, num_attention_heads=heads)
 
 
 def dataset(pad_token_id: int) -> tuple[Dataset, Callable]:
@@ -130,7 +140,7 @@ def first_sentence(message: str) -> str:
     return text if end < 0 else text[: end + 1]
 
 
-def run_cell(make_teacher: Callable[[], torch.nn.Module], kind: str, weights: dict[str, float]) -> str:
+def run_cell(make_teacher: Callable[[], torch.nn.Module], kind: str, options: dict[str, float]) -> str:
     """One training step of one setup: `works`, `refused: <reason>` or `CRASH: <error>`."""
     torch.manual_seed(0)
     teacher = make_teacher().eval()
@@ -140,7 +150,7 @@ def run_cell(make_teacher: Callable[[], torch.nn.Module], kind: str, weights: di
             args = DistillationConfig(
                 output_dir=folder, report_to=[], use_cpu=True, save_strategy="no", logging_steps=1, max_steps=1,
                 per_device_train_batch_size=4, seed=0, disable_tqdm=True, learning_rate=1e-3, task_weight=0.0,
-                **{"kd_weight": 0.0, **weights})
+                **{"kd_weight": 0.0, **options})
             data, collate = dataset(teacher.config.pad_token_id)
             trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data,
                                           data_collator=collate)
@@ -154,7 +164,7 @@ def run_cell(make_teacher: Callable[[], torch.nn.Module], kind: str, weights: di
         except Exception as error:  # noqa: BLE001
             return f"CRASH: {type(error).__name__}: {first_sentence(error)}"
     logged = next((entry for entry in trainer.state.log_history if "loss" in entry), {})
-    missing = [name for name, weight in weights.items() if weight > 0
+    missing = [name for name, value in options.items() if name.endswith("_weight") and value > 0
                and not math.isfinite(logged.get(f"loss_{name[: -len('_weight')]}", float("nan")))]
     return f"CRASH: no finite {', '.join(missing)} logged" if missing else "works"
 
@@ -165,11 +175,11 @@ def table(quiet: bool = False) -> tuple[str, bool]:
     crashed = False
     for name, make in tiny_models().items():
         cells = []
-        for kind, weights in SETUPS.values():
+        for kind, options in SETUPS.values():
             with warnings.catch_warnings():
                 if quiet:
                     warnings.simplefilter("ignore")
-                cell = run_cell(make, kind, weights)
+                cell = run_cell(make, kind, options)
             crashed |= cell.startswith("CRASH")
             cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

@@ -1,7 +1,7 @@
 """hf-distill: distil Hugging Face models with `transformers.Trainer`.
 
-The public API: every family's config and trainer, `create_student`, `precompute_teacher_outputs` and
-`export_model`. It is imported on first use (`from hf_distill import DistillationTrainer` loads torch and
+The public API: every family's config and trainer, `create_student`, `precompute_teacher_outputs`,
+`add_teacher_inputs` (a teacher with its own tokenizer) and `export_model`. It is imported on first use (`from hf_distill import DistillationTrainer` loads torch and
 transformers then), so `import hf_distill` and the `hf-distill` command's help stay fast.
 """
 
@@ -23,6 +23,7 @@ _LAZY = {
     "create_student": "students",
     "TEACHER_LOGITS_COLUMN": "teachers",
     "precompute_teacher_outputs": "teachers",
+    "add_teacher_inputs": "teacher_inputs",
     "DistillationTrainer": "trainer",
     "DistillationTrainerBase": "trainer",
     "NonFiniteLossError": "trainer",
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .retrieval.trainer import RetrievalDistillationTrainer
     from .schedules import LossSchedule
     from .students import create_student
+    from .teacher_inputs import add_teacher_inputs
     from .teachers import TEACHER_LOGITS_COLUMN, precompute_teacher_outputs
     from .trainer import DistillationTrainer, DistillationTrainerBase, NonFiniteLossError
 

@@ -184,9 +184,12 @@ def check_teacher_need(config: "DistillationConfigBase", has_teacher: bool, cach
 
 
 def check_student_and_teacher(
-    student: "nn.Module", teacher: Optional["nn.Module"], config: "DistillationConfigBase"
+    student: "nn.Module", teacher: Optional["nn.Module"], config: "DistillationConfigBase",
+    teacher_has_own_tokenizer: bool = False,
 ) -> None:
     """The task and general families: the student's head and the teacher fit the terms that are on.
+
+    With `teacher_has_own_tokenizer` the vocabularies may differ (`check_teacher_tokenizer` checks the terms).
 
     Raises:
         ValueError: For an MLM term on a model that has no masked-LM head (or a task term on one), teachers
@@ -209,10 +212,11 @@ def check_student_and_teacher(
         return
     s_cfg, t_cfg = student.config, teacher.config
     s_vocab, t_vocab = getattr(s_cfg, "vocab_size", None), getattr(t_cfg, "vocab_size", None)
-    if s_vocab != t_vocab:
+    if s_vocab != t_vocab and not teacher_has_own_tokenizer:
         raise ValueError(
-            f"Teacher and student vocabularies differ (teacher vocab_size={t_vocab}, student {s_vocab}): "
-            "they must share a tokenizer. Build the student with create_student(teacher, ...)."
+            f"Teacher and student vocabularies differ (teacher vocab_size={t_vocab}, student {s_vocab}): give the "
+            "teacher its own tokenizer (teacher_tokenizer_name_or_path, or teacher_processing_class in Python) for "
+            "soft targets and pooled_weight across vocabularies, or build the student with create_student(teacher)."
         )
     if maxima["kd_weight"] > 0 and is_classifier(student):
         if s_cfg.num_labels != t_cfg.num_labels:
@@ -333,6 +337,81 @@ def check_gradient_checkpointing(args: "TrainingArguments") -> None:
         )
 
 
+ALIGNABLE_TERMS = ("hidden_weight", "embedding_weight", "cosine_weight")
+"""Token-level terms that a token alignment (`teacher_token_index`) makes work across tokenizers."""
+SAME_TOKENS_TERMS = ("attention_weight", "attention_relation_weight", "value_relation_weight",
+                     "query_relation_weight", "key_relation_weight")
+"""Terms between (query, key) token pairs: they need the same tokens on both sides."""
+
+
+def check_teacher_tokenizer(
+    config: "DistillationConfigBase",
+    student: "nn.Module",
+    datasets: dict[str, Any],
+    has_teacher_tokenizer: bool,
+    live_teacher: bool,
+) -> None:
+    """A teacher with its own tokenizer: the terms that are on work across tokenizers, and the data has its tokens.
+
+    Args:
+        config (`DistillationConfigBase`): The loss weights.
+        student (`nn.Module`): The student (its head decides whether soft targets are per example or per token).
+        datasets (`dict[str, Dataset]`): The training set, then the evaluation sets, by name.
+        has_teacher_tokenizer (`bool`): Whether the teacher has its own tokenizer.
+        live_teacher (`bool`): Whether a teacher runs during training (not only cached logits).
+
+    Raises:
+        ValueError: For a term that needs the same tokens on both sides (attention scores, MiniLM relations,
+            soft targets of a token-level head), a hidden-state term without an alignment, a dataset without the
+            teacher's tokens, or teacher tokens without a teacher tokenizer.
+    """
+    from .teacher_inputs import TEACHER_INPUT_COLUMNS, TEACHER_TOKEN_INDEX
+    from .task_heads import head_kind
+
+    columns = {name: getattr(dataset, "column_names", None) for name, dataset in datasets.items() if dataset is not None}
+    if not has_teacher_tokenizer:
+        holding = [name for name, names in columns.items() if names and TEACHER_INPUT_COLUMNS[0] in names]
+        if holding and live_teacher:  # without a live teacher, Trainer drops the columns
+            raise ValueError(
+                f"The {holding[0]} has {TEACHER_INPUT_COLUMNS[0]} (the teacher's own tokens) but the trainer has no "
+                "teacher tokenizer, so the teacher would read the student's tokens: pass teacher_processing_class=<the teacher's tokenizer> (or set "
+                "teacher_tokenizer_name_or_path), or drop the teacher_* columns."
+            )
+        return
+    maxima = config.max_loss_weights
+    same_tokens = [name for name in SAME_TOKENS_TERMS if maxima.get(name, 0) > 0]
+    if same_tokens:
+        raise ValueError(
+            f"{', '.join(same_tokens)} > 0 compares the attention of the two models token pair by token pair, but the "
+            "teacher has its own tokenizer: set them to 0 (kd_weight and pooled_weight work across tokenizers)."
+        )
+    kind = head_kind(student)
+    if maxima.get("kd_weight", 0) > 0 and kind in ("token", "span", "masked_lm"):
+        raise ValueError(
+            f"kd_weight > 0 on a {type(student).__name__} compares logits token by token, but the teacher has its own "
+            "tokenizer: per-token soft targets need the same tokens. Set kd_weight=0 (pooled_weight works across "
+            "tokenizers), or use the teacher's tokenizer for the student."
+        )
+    train_columns = columns.get("training set") or []
+    aligned = [name for name in ALIGNABLE_TERMS if maxima.get(name, 0) > 0]
+    if aligned and TEACHER_TOKEN_INDEX not in train_columns:
+        raise ValueError(
+            f"{', '.join(aligned)} > 0 compares the two models token by token, but the teacher has its own tokenizer "
+            f"and the training set has no {TEACHER_TOKEN_INDEX!r} alignment: add it (add_teacher_inputs(..., "
+            "student_tokenizer=...) in Python, --align_teacher_tokens true on the command line), or set them to 0 "
+            "and use pooled_weight."
+        )
+    if not live_teacher:
+        return
+    for name, names in columns.items():
+        if names is not None and TEACHER_INPUT_COLUMNS[0] not in names:
+            raise ValueError(
+                f"The {name} has no {TEACHER_INPUT_COLUMNS[0]} column, but the teacher has its own tokenizer and reads "
+                "the text its way: add them with hf_distill.add_teacher_inputs(dataset, teacher_tokenizer, "
+                "text_columns=[...]) before removing the text."
+            )
+
+
 def check_same_tokenizer(tokenizer: Any, other_path: str, what: str) -> None:
     """Refuses a model folder whose saved tokenizer maps tokens to ids differently from `tokenizer`."""
     from transformers import AutoTokenizer
@@ -345,8 +424,9 @@ def check_same_tokenizer(tokenizer: Any, other_path: str, what: str) -> None:
             f"The {what} at {other_path} was saved with a different tokenizer than the "
             f"{'teacher' if what != 'teacher' else 'run'}'s ({len(other)} vs {len(tokenizer)} tokens, or the same tokens "
             "with different ids): teacher and student "
-            "must share one tokenizer. Use the teacher's tokenizer (drop tokenizer_name), or build the student from the "
-            "teacher (student_layers / student_num_layers)."
+            "must share one tokenizer. Use the teacher's tokenizer (drop tokenizer_name), build the student from the "
+            "teacher (student_layers / student_num_layers), or give the teacher its own tokenizer "
+            "(teacher_tokenizer_name_or_path) for soft targets and pooled_weight across tokenizers."
         )
 
 
@@ -461,14 +541,15 @@ def longest_sequence(dataset: Any, column: str = "input_ids") -> Optional[int]:
     return int(pc.max(pc.list_value_length(dataset.data.column(column))).as_py())
 
 
-def check_positions(datasets: dict[str, Any], models: dict[str, Any]) -> None:
-    """The Python API's check of sequence lengths: no tokenized example is longer than a model's position table.
+def check_positions(datasets: dict[str, Any], models: dict[str, Any], column: str = "input_ids") -> None:
+    """The Python API's check of sequence lengths: no tokenized example (its `column`) is longer than a model's
+    position table.
 
     Raises:
         ValueError: Naming the dataset, its longest example, the model and its limit.
     """
     for name, dataset in datasets.items():
-        longest = longest_sequence(dataset)
+        longest = longest_sequence(dataset, column)
         if longest is None:
             continue
         for what, model in models.items():

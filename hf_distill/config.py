@@ -257,7 +257,8 @@ class DistillationConfig(TeacherDistillationConfigBase):
     total loss is
 
     ``task_weight·L_task + kd_weight·L_kd + mlm_weight·L_mlm + cosine_weight·L_cosine +
-    hidden_weight·L_hidden + embedding_weight·L_embedding + attention_weight·L_attention``
+    hidden_weight·L_hidden + embedding_weight·L_embedding + pooled_weight·L_pooled + attention_weight·L_attention``
+    (+ the MiniLM relation terms)
 
     (see `hf_distill.losses` for each term, `hf_distill.terms` for what each averages over). A term
     whose weight is 0 is not computed, and the teacher is not asked for outputs that no term uses.
@@ -281,6 +282,10 @@ class DistillationConfig(TeacherDistillationConfigBase):
             Weight of TinyBERT's hidden-state MSE, summed over mapped layers.
         embedding_weight (`float`, defaults to 0.0):
             Weight of TinyBERT's embedding-output MSE.
+        pooled_weight (`float`, defaults to 0.0):
+            Weight of the MSE between the mean-pooled last hidden states of student (through a projection when
+            the widths differ) and teacher, each pooled over its own tokens (Reimers & Gurevych, 2020): a
+            sentence-level term that works with a teacher that has its own tokenizer.
         attention_weight (`float`, defaults to 0.0):
             Weight of TinyBERT's pre-softmax attention-score MSE, summed over mapped layers.
         attention_relation_weight (`float`, defaults to 0.0):
@@ -300,6 +305,13 @@ class DistillationConfig(TeacherDistillationConfigBase):
         relation_teacher_layer (`int`, *optional*):
             1-based teacher layer whose relations teach the student's last layer. Defaults to the teacher's
             last layer (MiniLM); MiniLMv2 takes an upper-middle layer of large teachers.
+        teacher_tokenizer_name_or_path (`str`, *optional*):
+            The teacher's own tokenizer, when it tokenizes text differently from the student (another
+            vocabulary). The training set then carries the teacher's tokens (`teacher_input_ids`, ...; see
+            `hf_distill.teacher_inputs.add_teacher_inputs`), which the teacher reads instead of the student's.
+            Soft targets of sequence-level heads (also cached) and `pooled_weight` work across tokenizers; the
+            hidden-state terms need an alignment (`teacher_token_index`); the others are refused. In Python, you
+            may pass the tokenizer itself as `DistillationTrainer(teacher_processing_class=...)`.
         layer_map (`str` or `list[int]`, defaults to `"uniform"`):
             Teacher layer for each student layer: `"uniform"` (``g(m) = m·N/M``), `"last"`
             (``g(m) = N − M + m``), or a list of 1-based teacher layers such as `[2, 4, 6]` (or `"2,4,6"`).
@@ -350,6 +362,11 @@ class DistillationConfig(TeacherDistillationConfigBase):
     embedding_weight: float = field(
         default=0.0, metadata={"help": "Weight of TinyBERT's embedding-output MSE."}
     )
+    pooled_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the MSE between mean-pooled last hidden states (through a projection); works "
+                  "with a teacher that has its own tokenizer."},
+    )
     attention_weight: float = field(
         default=0.0,
         metadata={"help": "Weight of TinyBERT's pre-softmax attention-score MSE, summed over mapped layers."},
@@ -377,6 +394,12 @@ class DistillationConfig(TeacherDistillationConfigBase):
         default=None,
         metadata={"help": "1-based teacher layer whose relations teach the student's last layer. Default: the "
                   "teacher's last layer (MiniLMv2 takes an upper-middle layer of large teachers)."},
+    )
+    teacher_tokenizer_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "The teacher's own tokenizer (a folder or Hub id), when it tokenizes text differently from "
+                  "the student: the teacher reads teacher_input_ids. Soft targets of sequence-level heads and "
+                  "pooled_weight work across tokenizers."},
     )
     # Typed `str` so the command line takes "2,4,6"; Python and YAML may pass a list of ints.
     layer_map: str = field(

@@ -116,7 +116,8 @@ class DistillationHeads(nn.Module):
     """The learned projections from the student's width to the teacher's.
 
     ``P_h`` (hidden states; one shared across layers, as in the TinyBERT paper, or one per mapped
-    layer), ``P_e`` (embedding output) and ``P_c`` (the cosine loss's last hidden state) are each
+    layer), ``P_e`` (embedding output), ``P_c`` (the cosine loss's last hidden state) and ``P_p`` (the
+    pooled loss's last hidden state) are each
     an `nn.Linear(d_student, d_teacher)`, created only when the widths differ and the loss that
     uses it is on; otherwise the identity.
 
@@ -135,6 +136,8 @@ class DistillationHeads(nn.Module):
         share_embedding (`bool`, defaults to `False`): Project the embedding output with the shared ``P_h``
             instead of its own ``P_e``, as TinyBERT's code does (one `fit_dense` for the embeddings and every
             layer). Needs `per_layer=False`.
+        pooled (`bool`, defaults to `False`): Whether ``P_p`` is needed (pooled_weight > 0): it projects the last
+            hidden state, which the pooled loss then averages over the real tokens.
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class DistillationHeads(nn.Module):
         cosine: bool,
         per_layer: bool = False,
         share_embedding: bool = False,
+        pooled: bool = False,
     ):
         super().__init__()
         if share_embedding and per_layer:
@@ -164,6 +168,8 @@ class DistillationHeads(nn.Module):
         self.hidden = nn.ModuleList([p for p in hidden_projections if p is not None])
         self.embedding = _projection(d_s, d_t) if embedding and not share_embedding else None
         self.cosine = _projection(d_s, d_t) if cosine else None
+        self.use_pooled = pooled
+        self.pooled = _projection(d_s, d_t) if pooled else None
         self.active = False
         self.projected: dict[str, object] = {}
         self._handle = None
@@ -179,6 +185,7 @@ class DistillationHeads(nn.Module):
             "cosine": self.use_cosine,
             "per_layer": self.per_layer,
             "share_embedding": self.share_embedding,
+            "pooled": self.use_pooled,
         }
 
     @property
@@ -198,8 +205,8 @@ class DistillationHeads(nn.Module):
                 output then one tensor per layer.
 
         Returns:
-            `dict`: `"hidden"` (list of ``M`` tensors for layers 1..M), `"embedding"` and `"cosine"`
-            (projected last layer), each present only when its loss is on.
+            `dict`: `"hidden"` (list of ``M`` tensors for layers 1..M), `"embedding"`, `"cosine"` and
+            `"pooled"` (projected last layer), each present only when its loss is on.
         """
         out: dict[str, object] = {}
         if self.use_hidden:
@@ -211,6 +218,8 @@ class DistillationHeads(nn.Module):
                 out["embedding"] = hidden_states[0] if self.embedding is None else self.embedding(hidden_states[0])
         if self.use_cosine:
             out["cosine"] = hidden_states[-1] if self.cosine is None else self.cosine(hidden_states[-1])
+        if self.use_pooled:
+            out["pooled"] = hidden_states[-1] if self.pooled is None else self.pooled(hidden_states[-1])
         return out
 
     def attach(self, student: nn.Module) -> None:

@@ -353,6 +353,55 @@ def hidden_mse_loss(
     return _mean_or_zero((h_s - h_t).pow(2), h_s)
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    r"""The mean of each example's hidden states over its real tokens: ``h̄ = Σ_i m_i·h_i / Σ_i m_i``.
+
+    Args:
+        hidden (`torch.Tensor` of shape `(batch, seq, d)`): Hidden states.
+        attention_mask (`torch.Tensor` of shape `(batch, seq)`, *optional*): 1 for real tokens; all by default.
+
+    Returns:
+        `torch.Tensor` of shape `(batch, d)`, in float32.
+    """
+    hidden = hidden.float()
+    if attention_mask is None:
+        return hidden.mean(1)
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def pooled_mse_loss(
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    student_mask: Optional[torch.Tensor] = None,
+    teacher_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    r"""MSE between the mean-pooled last hidden states of student and teacher, each pooled over its own tokens.
+
+    ``L = mean over examples and features of (mean_pool(P(h_s), m_s) − mean_pool(h_t, m_t))²``
+
+    The sentence-representation distillation of Reimers & Gurevych (2020, "Making Monolingual Sentence
+    Embeddings Multilingual using Knowledge Distillation": MSE between mean-pooled embeddings, the
+    student reading the text with its own tokenizer). Each side pools over its own real tokens, so the two
+    sequences need not have the same tokens, or the same length: it works across tokenizers. The caller
+    applies `P` (``P`` is affine, so projecting each token and then pooling equals pooling and then projecting).
+
+    Args:
+        student_hidden (`torch.Tensor` of shape `(batch, student_seq, d)`): Projected student last hidden states.
+        teacher_hidden (`torch.Tensor` of shape `(batch, teacher_seq, d)`): Teacher last hidden states.
+        student_mask (`torch.Tensor` of shape `(batch, student_seq)`, *optional*): 1 for the student's real tokens.
+        teacher_mask (`torch.Tensor` of shape `(batch, teacher_seq)`, *optional*): 1 for the teacher's real tokens.
+
+    Returns:
+        `torch.Tensor`: A scalar, mean over examples and features.
+    """
+    pooled_s, pooled_t = mean_pool(student_hidden, student_mask), mean_pool(teacher_hidden, teacher_mask)
+    if pooled_s.shape != pooled_t.shape:
+        raise ValueError(f"Pooled student {tuple(pooled_s.shape)} and teacher {tuple(pooled_t.shape)} representations "
+                         "differ in shape: project the student to the teacher's width.")
+    return F.mse_loss(pooled_s, pooled_t)
+
+
 def attention_score_mse_loss(
     student_scores: torch.Tensor,
     teacher_scores: torch.Tensor,

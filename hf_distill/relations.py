@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .architecture import find_layer_list
+from .architecture import find_layer_list, shared_layers_reason
 
 # (query, key, value) submodule names inside one encoder layer, by model family.
 QKV_NAMES = (
@@ -171,6 +171,13 @@ def find_qkv_modules(model: nn.Module, layer: int) -> tuple[tuple[nn.Module, ...
     Raises:
         ValueError: When the layer has neither separate nor fused projections hf-distill knows, naming them.
     """
+    shared = shared_layers_reason(model)
+    if shared:
+        raise ValueError(
+            f"{type(model).__name__} runs one set of query/key/value projections for all its layers (shared layer "
+            "weights), so a hook on them cannot tell one layer's vectors from another's: set value_relation_weight, "
+            "query_relation_weight and key_relation_weight to 0 (attention_relation_weight works)."
+        )
     _, layers = find_layer_list(model)
     if not -len(layers) <= layer < len(layers):
         raise ValueError(f"Layer {layer} is out of range for the {len(layers)} layers of {type(model).__name__}.")

@@ -27,6 +27,7 @@ from transformers import PreTrainedModel, TrainerCallback
 from . import losses
 from .modeling import load_teacher
 from .task_heads import LABEL_KEYS, head_logits
+from .teacher_inputs import TEACHER_INPUT_COLUMNS, TEACHER_PREFIX, TEACHER_TOKEN_INDEX, teacher_view
 
 TEACHER_LOGITS_COLUMN = "teacher_logits"
 EMA_WEIGHTS_NAME = "ema_teacher.safetensors"
@@ -109,9 +110,12 @@ class TeacherSet:
         init_kwargs (`dict`, *optional*): `from_pretrained` options for teachers given by path.
         revision (`str`, *optional*): Hub revision of teachers given by path.
         ema_momentum (`float`, defaults to 0.999): The EMA teacher's momentum.
+        own_inputs (`bool`, defaults to `False`): The teachers have their own tokenizer: they read the batch's
+            `teacher_input_ids`, `teacher_attention_mask` and `teacher_token_type_ids` (`hf_distill.teacher_inputs`)
+            instead of the student's inputs.
 
     Raises:
-        ValueError: For an empty list.
+        ValueError: For an empty list, or an EMA teacher with inputs of its own (it is a copy of the student).
     """
 
     def __init__(
@@ -121,8 +125,13 @@ class TeacherSet:
         init_kwargs: Optional[dict[str, Any]] = None,
         revision: Optional[str] = None,
         ema_momentum: float = 0.999,
+        own_inputs: bool = False,
     ):
         self.ema: Optional[EmaTeacher] = None
+        self.own_inputs = own_inputs
+        if own_inputs and isinstance(teacher_model, str) and teacher_model == "ema":
+            raise ValueError("An EMA teacher is a copy of the student and reads the student's tokens: drop the "
+                             "teacher tokenizer (teacher_tokenizer_name_or_path / teacher_processing_class).")
         if isinstance(teacher_model, str) and teacher_model == "ema":
             self.ema = EmaTeacher(student, ema_momentum)  # before projection heads are attached to the student
             models = [self.ema.model]
@@ -143,8 +152,10 @@ class TeacherSet:
 
     def inputs_beyond(self, student: nn.Module) -> tuple[str, ...]:
         """Model inputs a teacher's forward takes and the student's does not (e.g. a BERT teacher's
-        `token_type_ids` beside a DistilBERT student): Trainer must keep these dataset columns, and the
-        student must not be given them."""
+        `token_type_ids` beside a DistilBERT student), or the teacher's own columns (`own_inputs`): Trainer must
+        keep these dataset columns, and the student must not be given them."""
+        if self.own_inputs:
+            return (*TEACHER_INPUT_COLUMNS, TEACHER_TOKEN_INDEX)
         student_names = set(inspect.signature(student.forward).parameters)
         wanted = {"input_ids", "attention_mask", "token_type_ids", "position_ids", "pixel_values", "input_features"}
         return tuple(sorted(name for names in self._input_names for name in names
@@ -172,13 +183,16 @@ class TeacherSet:
         output_hidden_states: bool = False,
         autocast: Optional[AbstractContextManager] = None,
     ) -> dict[int, Any]:
-        """Runs the teachers `indices` on a batch (each gets the inputs its forward takes, never the labels).
+        """Runs the teachers `indices` on a batch (each gets the inputs its forward takes, never the labels; with
+        `own_inputs`, the batch's `teacher_*` columns under the usual names).
 
         Returns:
             `dict[int, ModelOutput]`: The outputs by teacher index. Hidden states are asked of the first
             teacher only.
         """
         outputs = {}
+        if self.own_inputs:
+            inputs = teacher_view(inputs)
         with torch.no_grad(), (autocast if autocast is not None else nullcontext()):
             for index in indices:
                 model = self.models[index]
@@ -252,7 +266,9 @@ def precompute_teacher_outputs(
 
     Args:
         teacher (`nn.Module`): The teacher, e.g. an `*ForSequenceClassification` model.
-        dataset (`datasets.Dataset`): Tokenized examples (`input_ids`, `attention_mask`, ...).
+        dataset (`datasets.Dataset`): Tokenized examples (`input_ids`, `attention_mask`, ...). When it has the
+            teacher's own tokens (`teacher_input_ids`, ...: a teacher with its own tokenizer), the teacher reads
+            those, and the default collator pads them with `tokenizer` (give the teacher's).
         batch_size (`int`, defaults to 64): Examples per teacher forward.
         data_collator (`Callable`, *optional*): Builds a batch from rows; defaults to
             `DataCollatorWithPadding(tokenizer)`, or right-padding with 0 when no tokenizer is given.
@@ -276,8 +292,12 @@ def precompute_teacher_outputs(
     was_training = teacher.training
     teacher.eval()
     device = torch.device(device) if device is not None else next(teacher.parameters()).device
-    input_names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in dataset.column_names]
-    inputs_only = dataset.select_columns(input_names)
+    own = TEACHER_INPUT_COLUMNS[0] in dataset.column_names
+    columns = TEACHER_INPUT_COLUMNS if own else ("input_ids", "attention_mask", "token_type_ids")
+    inputs_only = dataset.select_columns([name for name in columns if name in dataset.column_names])
+    if own:
+        inputs_only = inputs_only.rename_columns({name: name[len(TEACHER_PREFIX):] for name in inputs_only.column_names})
+    input_names = inputs_only.column_names
     collate = data_collator or (DataCollatorWithPadding(tokenizer) if tokenizer is not None else _pad_right)
     rows: list[list[float]] = []
     try:

@@ -85,6 +85,8 @@ TASK_TERMS = (
     LossTerm("cosine", TOKENS, TEACHER_HIDDEN_STATES, "cosine loss on the last hidden states"),
     LossTerm("hidden", TOKENS, TEACHER_HIDDEN_STATES, "hidden-state MSE over mapped layers"),
     LossTerm("embedding", TOKENS, TEACHER_HIDDEN_STATES, "embedding-output MSE"),
+    LossTerm("pooled", EXAMPLES, TEACHER_HIDDEN_STATES,
+             "MSE between the mean-pooled last hidden states through a projection (works across tokenizers)"),
     LossTerm("attention", TOKEN_PAIRS, TEACHER_ATTENTION_SCORES, "pre-softmax attention-score MSE over mapped layers"),
     LossTerm("attention_relation", TOKENS, TEACHER_ATTENTION_SCORES,
              "KL between the attention distributions of one teacher layer and the student's last (MiniLM)"),

@@ -71,6 +71,9 @@ from .runs import (
     write_results,
 )
 from .teachers import TEACHER_LOGITS_COLUMN, EmaUpdateCallback, TeacherSet, describe_teacher, has_cached_logits
+from .teacher_inputs import (
+    TEACHER_INPUT_COLUMNS, TEACHER_TOKEN_INDEX, TeacherInputsCollator, align_to_student, load_teacher_tokenizer,
+)
 from .relations import RELATION_TERMS, RELATION_WEIGHT_FIELDS, RelationDistiller
 from .task_heads import head_kind, head_logits
 from .terms import (
@@ -113,6 +116,8 @@ class DistillationTrainerBase(HubPublishingMixin, Trainer):
     """The recipe family the run record names (`hf_distill.terms.FAMILY_TERMS`)."""
     evaluation_loss_only: ClassVar[bool] = False
     """Evaluation computes the training loss only (families whose batches carry no labels)."""
+    teacher_processing_class: Any = None
+    """The teacher's own tokenizer, when it has one (set by a family before the base's `__init__`)."""
 
     def __init__(
         self,
@@ -140,13 +145,20 @@ class DistillationTrainerBase(HubPublishingMixin, Trainer):
         self.teacher_set = TeacherSet(
             teacher_model, model, init_kwargs=getattr(args, "teacher_model_init_kwargs", None),
             revision=getattr(args, "teacher_model_revision", None), ema_momentum=getattr(args, "ema_momentum", 0.999),
+            own_inputs=self.teacher_processing_class is not None,
         )
         self._teacher_only_inputs = self.teacher_set.inputs_beyond(model)
         checks.check_teacher_need(args, has_teacher=bool(self.teacher_set), cached_logits=self.cached_logits)
         checks.check_distributed_setup(bool(self.teacher_set), args)
         evaluation = kwargs.get("eval_dataset")
         evaluation = evaluation if isinstance(evaluation, dict) else {"evaluation set": evaluation}
-        checks.check_positions({"training set": train_dataset, **evaluation}, {"student": model, "teacher": self.teacher})
+        self._evaluation_sets_at_init = {name: data for name, data in evaluation.items() if data is not None}
+        datasets = {"training set": train_dataset, **evaluation}
+        if self.teacher_set.own_inputs:
+            checks.check_positions(datasets, {"student": model})
+            checks.check_positions(datasets, {"teacher": self.teacher}, column=TEACHER_INPUT_COLUMNS[0])
+        else:
+            checks.check_positions(datasets, {"student": model, "teacher": self.teacher})
         self._setup_student(model, args, train_dataset, kwargs.get("processing_class"))
         heads = self._build_heads(model, args)
         if heads is not None:
@@ -588,6 +600,19 @@ def _problem_type(config: transformers.PretrainedConfig, labels: torch.Tensor) -
     return "multi_label_classification" if labels.is_floating_point() else "single_label_classification"
 
 
+def _aligned_mask(mask: Optional[torch.Tensor], token_index: torch.Tensor) -> torch.Tensor:
+    """The student tokens that have a teacher token (`teacher_token_index` ≥ 0) among the real ones."""
+    aligned = (token_index >= 0).long()
+    return aligned if mask is None else mask * aligned
+
+
+def _default_collator(processing_class: Any) -> Any:
+    """The collator Trainer would build: padding with the student's tokenizer, else `default_data_collator`."""
+    from transformers import DataCollatorWithPadding, default_data_collator
+
+    return DataCollatorWithPadding(processing_class) if hasattr(processing_class, "pad") else default_data_collator
+
+
 def _count_items(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Counts the units the task family's terms average over in one micro-batch.
 
@@ -600,6 +625,8 @@ def _count_items(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
     mask = inputs.get("attention_mask")
     if mask is None and input_ids is not None:
         mask = torch.ones_like(input_ids)
+    if mask is not None and isinstance(inputs.get(TEACHER_TOKEN_INDEX), torch.Tensor):
+        mask = _aligned_mask(mask, inputs[TEACHER_TOKEN_INDEX])  # token terms average over the aligned tokens
     counts = {}
     if mask is not None:
         lengths = mask.sum(-1).to(torch.float64)
@@ -647,6 +674,11 @@ class DistillationTrainer(DistillationTrainerBase):
 
             Needed unless only the task/MLM losses are on (a no-teacher baseline).
         args (`DistillationConfig`): Training arguments and loss weights.
+        teacher_processing_class (`PreTrainedTokenizerBase`, *optional*): The teacher's own tokenizer, when it
+            tokenizes text differently from the student (`processing_class`); defaults to loading
+            `args.teacher_tokenizer_name_or_path`. The datasets then carry the teacher's tokens
+            (`hf_distill.add_teacher_inputs`), the collator pads them with this tokenizer, and only the terms
+            that work across tokenizers may be on (`checks.check_teacher_tokenizer`).
         **kwargs: Every other `Trainer` argument (`train_dataset`, `eval_dataset`, `data_collator`,
             `processing_class`, `compute_metrics`, `callbacks`, ...), unchanged.
     """
@@ -659,8 +691,16 @@ class DistillationTrainer(DistillationTrainerBase):
         model: Optional[PreTrainedModel] = None,
         teacher_model: Union[None, str, PreTrainedModel, list] = None,
         args: Optional[DistillationConfig] = None,
+        teacher_processing_class: Any = None,
         **kwargs: Any,
     ):
+        tokenizer_path = getattr(args, "teacher_tokenizer_name_or_path", None)
+        if teacher_processing_class is None and tokenizer_path:
+            teacher_processing_class = load_teacher_tokenizer(tokenizer_path, getattr(args, "teacher_model_revision", None))
+        self.teacher_processing_class = teacher_processing_class
+        if teacher_processing_class is not None:
+            kwargs["data_collator"] = TeacherInputsCollator(
+                kwargs.get("data_collator") or _default_collator(kwargs.get("processing_class")), teacher_processing_class)
         self._window_counts: Optional[dict[str, torch.Tensor]] = None
         self._token_level_logits = False
         self._head_kind = head_kind(model)
@@ -676,10 +716,13 @@ class DistillationTrainer(DistillationTrainerBase):
     # ------------------------------------------------------------------ setup
 
     def _setup_student(self, model, args, train_dataset, processing_class=None) -> None:
+        own_tokenizer = self.teacher_processing_class is not None
+        checks.check_teacher_tokenizer(args, model, {"training set": train_dataset, **self._evaluation_sets_at_init},
+                                       own_tokenizer, live_teacher=bool(self.teachers) and args.needs_teacher)
         for teacher in self.teachers or [None]:
-            checks.check_student_and_teacher(model, teacher, args)
+            checks.check_student_and_teacher(model, teacher, args, teacher_has_own_tokenizer=own_tokenizer)
             folder = getattr(getattr(teacher, "config", None), "name_or_path", None)
-            if hasattr(processing_class, "get_vocab") and folder and os.path.isdir(folder):
+            if hasattr(processing_class, "get_vocab") and folder and os.path.isdir(folder) and not own_tokenizer:
                 checks.check_same_tokenizer(processing_class, folder, "teacher")
         if self.cached_logits and not self.teachers and self._max_weights["kd_weight"] > 0:
             checks.check_cached_logits(model, train_dataset, TEACHER_LOGITS_COLUMN)
@@ -695,7 +738,8 @@ class DistillationTrainer(DistillationTrainerBase):
 
     def _build_heads(self, model, args) -> Optional[DistillationHeads]:
         weights = self._max_weights
-        if self.teacher is None or not any(weights[f] > 0 for f in ("hidden_weight", "embedding_weight", "cosine_weight")):
+        if self.teacher is None or not any(
+                weights[f] > 0 for f in ("hidden_weight", "embedding_weight", "cosine_weight", "pooled_weight")):
             return None
         return DistillationHeads(
             model.config.hidden_size,
@@ -706,6 +750,7 @@ class DistillationTrainer(DistillationTrainerBase):
             cosine=weights["cosine_weight"] > 0,
             per_layer=args.projection == "per_layer",
             share_embedding=args.reference == "tinybert",
+            pooled=weights["pooled_weight"] > 0,
         )
 
     def _extra_signature_columns(self) -> tuple[str, ...]:
@@ -717,7 +762,16 @@ class DistillationTrainer(DistillationTrainerBase):
         heads = self.distillation_heads
         return {"kd_loss": self.args.kd_loss, "layer_map": self.layer_map,
                 "projection": self.args.projection if heads is not None and heads.has_parameters else None,
-                "reference": self.args.reference, "kd_positions": self.args.kd_positions, **self.relation_record()}
+                "reference": self.args.reference, "kd_positions": self.args.kd_positions, **self.relation_record(),
+                **self.teacher_tokenizer_record()}
+
+    def teacher_tokenizer_record(self) -> dict[str, Any]:
+        """The teacher's own tokenizer (for `results.json`), or `{}` when it shares the student's."""
+        tokenizer = self.teacher_processing_class
+        if tokenizer is None:
+            return {}
+        return {"teacher_tokenizer": self.args.teacher_tokenizer_name_or_path
+                or getattr(tokenizer, "name_or_path", None) or type(tokenizer).__name__}
 
     def relation_record(self) -> dict[str, Any]:
         """The MiniLM relation settings this run uses (for `results.json`), or `{}` without relation terms."""
@@ -829,7 +883,7 @@ class DistillationTrainer(DistillationTrainerBase):
         if not self.teachers and cached_logits is None and not model.training:
             # Evaluation on a set without cached logits, and no teacher in memory: no teacher terms.
             w.update({term.name: 0.0 for term in self.args.TERMS if term.needs_teacher})
-        need_hidden = any(w[t] > 0 for t in ("hidden", "embedding", "cosine"))
+        need_hidden = any(w[t] > 0 for t in ("hidden", "embedding", "cosine", "pooled"))
         labels = inputs.get("labels")
         # Sequence-level labels with unlabelled examples (class -100/-1, score NaN): the model must not see
         # them (its loss would fail or turn NaN); the task term is computed here over the labelled rows.
@@ -876,6 +930,13 @@ class DistillationTrainer(DistillationTrainerBase):
         tinybert = self.args.reference == "tinybert"
         if need_hidden:
             projected = self.distillation_heads.projected
+            if w["pooled"] > 0:
+                teacher_mask = inputs.get("teacher_attention_mask") if self.teacher_set.own_inputs else mask
+                terms["pooled"] = losses.pooled_mse_loss(projected["pooled"], teacher_hidden[-1], mask, teacher_mask)
+            token_index = inputs.get(TEACHER_TOKEN_INDEX)
+            if token_index is not None:  # a teacher with its own tokenizer: its state at each student token
+                teacher_hidden = tuple(align_to_student(h, token_index) for h in teacher_hidden)
+                mask = _aligned_mask(mask, token_index)
             token_mask = None if tinybert else mask  # TinyBERT's MSELoss() covers the padding too
             if w["cosine"] > 0:
                 terms["cosine"] = losses.cosine_hidden_loss(projected["cosine"], teacher_hidden[-1], mask)

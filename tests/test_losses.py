@@ -177,3 +177,22 @@ def test_sequence_task_loss_with_no_labelled_row_is_zero_with_gradient_and_other
     assert value.item() == 0.0 and torch.equal(logits.grad, torch.zeros(2, 3))
     with pytest.raises(ValueError, match="multi_label_classification.*give every example a label"):
         losses.sequence_task_loss(logits, torch.tensor([0, -1]), "multi_label_classification")
+
+
+def test_pooled_mse_pools_each_side_over_its_own_tokens():
+    """Mean over each model's real tokens, then MSE over examples and features; sequences of other lengths."""
+    from hf_distill.losses import mean_pool, pooled_mse_loss
+
+    student = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]],
+                            [[0.0, 0.0], [2.0, 2.0], [4.0, 4.0]]])
+    student_mask = torch.tensor([[1, 1, 0], [1, 1, 1]])  # pooled: [2, 3] and [2, 2]
+    teacher = torch.tensor([[[2.0, 2.0], [2.0, 4.0], [9.0, 9.0], [9.0, 9.0]],
+                            [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [4.0, 8.0]]])
+    teacher_mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])  # pooled: [2, 3] and [1, 2]
+    assert mean_pool(student, student_mask).tolist() == [[2.0, 3.0], [2.0, 2.0]]
+    # differences [0, 0] and [1, 0]: (0 + 0 + 1 + 0) / 4
+    assert pooled_mse_loss(student, teacher, student_mask, teacher_mask).item() == pytest.approx(0.25)
+    assert pooled_mse_loss(student, teacher).item() == pytest.approx(
+        ((student.mean(1) - teacher.mean(1)) ** 2).mean().item())
+    with pytest.raises(ValueError, match="project the student"):
+        pooled_mse_loss(student, teacher[..., :1])

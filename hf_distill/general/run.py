@@ -220,6 +220,12 @@ def run_general(model_args: GeneralModelArguments, data_args: TextDataArguments,
     teacher_path = config.teacher_model_name_or_path
     if not teacher_path:
         raise ValueError("General distillation needs a teacher: set teacher_model_name_or_path.")
+    if config.teacher_tokenizer_name_or_path:
+        raise ValueError(
+            "teacher_tokenizer_name_or_path is for task recipes (recipes/glue/teacher_tokenizer.yaml): general "
+            "distillation reads raw text with one tokenizer. Drop it, or use DistillationTrainer with "
+            "add_teacher_inputs in Python."
+        )
     if config.max_loss_weights["task_weight"] > 0:
         raise ValueError(
             "General distillation trains on unlabelled text: set task_weight=0 (a masked-LM student's own loss is "

@@ -125,6 +125,10 @@ class DataArguments:
             Train on a random subset of this size (seeded), to fit CPU time.
         max_eval_samples (`int`, *optional*):
             Evaluate on a random subset of this size (seeded).
+        align_teacher_tokens (`bool`, defaults to `False`):
+            With a teacher that has its own tokenizer (`teacher_tokenizer_name_or_path`): also align each
+            student token with the teacher token holding its first character (`teacher_token_index`), which the
+            hidden-state terms (`hidden_weight`, `embedding_weight`, `cosine_weight`) need across tokenizers.
         doc_stride (`int`, defaults to 128):
             SQuAD: tokens shared by two consecutive windows of a context longer than `max_seq_length`.
         n_best_size (`int`, defaults to 20):
@@ -153,6 +157,11 @@ class DataArguments:
     )
     max_eval_samples: Optional[int] = field(
         default=None, metadata={"help": "Evaluate on a seeded random subset of this size."}
+    )
+    align_teacher_tokens: bool = field(
+        default=False,
+        metadata={"help": "With teacher_tokenizer_name_or_path: align each student token with a teacher token (the "
+                          "hidden-state terms need it across tokenizers)."},
     )
 
     doc_stride: int = field(

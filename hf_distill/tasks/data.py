@@ -15,6 +15,7 @@ from datasets import Dataset, DatasetDict
 from transformers import EvalPrediction, PreTrainedTokenizerBase
 
 from ..losses import labelled_rows
+from ..teacher_inputs import encode_for_teacher
 from .glue import GlueTask, build_compute_metrics, get_glue_task, load_glue, primary_score, tokenize_glue
 from .squad import build_squad_metrics, is_squad_task, load_squad, tokenize_squad
 
@@ -90,14 +91,19 @@ def count_unlabelled(dataset: Optional[Dataset]) -> int:
     return int((~labelled_rows(torch.as_tensor(dataset["labels"]))).sum())
 
 
-def _imdb(data_args, tokenizer: PreTrainedTokenizerBase, seed: int) -> tuple[DatasetDict, GlueTask]:
+def _imdb(data_args, tokenizer: PreTrainedTokenizerBase, seed: int,
+          teacher_tokenizer: Optional[PreTrainedTokenizerBase] = None) -> tuple[DatasetDict, GlueTask]:
     from ..assets import load_imdb
 
     raw = load_imdb(num_train=data_args.max_train_samples, num_eval=data_args.max_eval_samples, seed=seed)
     scoring = get_glue_task("sst2")  # binary sentiment, scored like SST-2 (accuracy)
 
     def tokenize(batch):
-        return tokenizer(batch["text"], truncation=True, max_length=data_args.max_seq_length)
+        encoded = dict(tokenizer(batch["text"], truncation=True, max_length=data_args.max_seq_length))
+        if teacher_tokenizer is not None:
+            encoded.update(encode_for_teacher(teacher_tokenizer, [batch["text"]], data_args.max_seq_length,
+                                              tokenizer if data_args.align_teacher_tokens else None))
+        return encoded
 
     tokenized = raw.map(tokenize, batched=True, remove_columns=["text"]).rename_column("label", "labels")
     return tokenized, scoring
@@ -129,22 +135,32 @@ def load_squad_task(data_args, tokenizer: PreTrainedTokenizerBase, seed: int = 4
     )
 
 
-def load_task_data(data_args, tokenizer: PreTrainedTokenizerBase, seed: int = 42) -> TaskData:
+def load_task_data(
+    data_args, tokenizer: PreTrainedTokenizerBase, seed: int = 42,
+    teacher_tokenizer: Optional[PreTrainedTokenizerBase] = None,
+) -> TaskData:
     """Loads and tokenizes the task named by `data_args.task_name`.
 
     Args:
         data_args (`DataArguments`): Task name, data location, sequence length and subset sizes.
-        tokenizer (`PreTrainedTokenizerBase`): The teacher's tokenizer.
+        tokenizer (`PreTrainedTokenizerBase`): The run's tokenizer (the teacher's, unless the teacher has its own).
         seed (`int`, defaults to 42): Seed of the subset selection.
+        teacher_tokenizer (`PreTrainedTokenizerBase`, *optional*): The teacher's own tokenizer: every split also
+            gets the teacher's columns (`hf_distill.teacher_inputs`), and the alignment with
+            `data_args.align_teacher_tokens`. Not for SQuAD (span heads compare tokens).
 
     Returns:
         `TaskData`.
     """
     name = data_args.task_name.lower()
     if is_squad_task(name):
+        if teacher_tokenizer is not None:
+            raise ValueError(f"{name} is question answering: its soft targets compare start/end positions token by "
+                             "token, which a teacher with its own tokenizer cannot give. Drop "
+                             "teacher_tokenizer_name_or_path and use the teacher's tokenizer for the student.")
         return load_squad_task(data_args, tokenizer, seed)
     if name in OFFLINE_TASKS:
-        tokenized, task = _imdb(data_args, tokenizer, seed)
+        tokenized, task = _imdb(data_args, tokenizer, seed, teacher_tokenizer)
         eval_splits = ("validation",)
     else:
         task = get_glue_task(name)
@@ -163,7 +179,9 @@ def load_task_data(data_args, tokenizer: PreTrainedTokenizerBase, seed: int = 42
             max_eval_samples=data_args.max_eval_samples,
             seed=seed,
         )
-        tokenized = tokenize_glue(raw, task, tokenizer, max_length=data_args.max_seq_length)
+        tokenized = tokenize_glue(raw, task, tokenizer, max_length=data_args.max_seq_length,
+                                  teacher_tokenizer=teacher_tokenizer,
+                                  align_teacher_tokens=getattr(data_args, "align_teacher_tokens", False))
         eval_splits = task.eval_splits
         name = task.name
     train = tokenized["train"] if "train" in tokenized else None

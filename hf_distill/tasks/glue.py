@@ -26,6 +26,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dat
 from transformers import EvalPrediction, PreTrainedTokenizerBase
 
 from ..checks import check_text_column, check_text_file
+from ..teacher_inputs import encode_for_teacher
 
 METRIC_SCRIPT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "metrics", "glue")
 """Folder of the shipped `evaluate` metric script (`glue.py`), for `evaluate.load(METRIC_SCRIPT_DIR, name)`."""
@@ -397,6 +398,8 @@ def tokenize_glue(
     tokenizer: PreTrainedTokenizerBase,
     max_length: int = 128,
     padding: Union[bool, str] = False,
+    teacher_tokenizer: Optional[PreTrainedTokenizerBase] = None,
+    align_teacher_tokens: bool = False,
 ) -> DatasetDict:
     """Tokenizes the text column(s), as a pair when there are two, for `Trainer`.
 
@@ -407,6 +410,10 @@ def tokenize_glue(
         max_length (`int`, defaults to 128): Truncation length in tokens.
         padding (`bool` or `str`, defaults to `False`):
             Passed to the tokenizer; the default leaves padding to the data collator.
+        teacher_tokenizer (`PreTrainedTokenizerBase`, *optional*): A teacher's own tokenizer: also writes the
+            teacher's columns (`hf_distill.teacher_inputs.encode_for_teacher`).
+        align_teacher_tokens (`bool`, defaults to `False`): With `teacher_tokenizer`, also the alignment
+            `teacher_token_index`.
 
     Returns:
         `DatasetDict`: The tokenizer's columns plus `labels` (class index, or `float32` score for STS-B);
@@ -415,8 +422,12 @@ def tokenize_glue(
     task = get_glue_task(task)
 
     def encode(batch):
-        return tokenizer(*(batch[column] for column in task.text_columns), truncation=True,
-                         max_length=max_length, padding=padding)
+        texts = [batch[column] for column in task.text_columns]
+        encoded = dict(tokenizer(*texts, truncation=True, max_length=max_length, padding=padding))
+        if teacher_tokenizer is not None:
+            encoded.update(encode_for_teacher(teacher_tokenizer, texts, max_length,
+                                              tokenizer if align_teacher_tokens else None))
+        return encoded
 
     encoded = {}
     for split, part in dataset_dict.items():

@@ -32,6 +32,7 @@ from ..hub.push import push_to_hub
 from ..modeling import check_model_path, load_pretrained, load_tokenizer, model_load_kwargs
 from ..runs import describe_model, format_results_table, recipe_record, retention, run_provenance, write_results
 from ..students import create_student
+from ..teacher_inputs import load_teacher_tokenizer, teacher_dataset
 from ..trainer import DistillationTrainer
 from .arguments import DataArguments, ModelArguments
 from .data import TaskData, load_task_data
@@ -133,8 +134,13 @@ def create_student_from_args(base: PreTrainedModel, model_args: ModelArguments) 
     )
 
 
-def evaluate_model(model: PreTrainedModel, task: TaskData, tokenizer, config: DistillationConfig) -> dict[str, dict]:
-    """Task metrics of `model` on every evaluation split, with Trainer's evaluation loop."""
+def evaluate_model(
+    model: PreTrainedModel, task: TaskData, tokenizer, config: DistillationConfig, own_tokens: bool = False
+) -> dict[str, dict]:
+    """Task metrics of `model` on every evaluation split, with Trainer's evaluation loop.
+
+    With `own_tokens` the model is a teacher with its own `tokenizer` and reads the splits' teacher columns.
+    """
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
             output_dir=scratch,
@@ -151,7 +157,8 @@ def evaluate_model(model: PreTrainedModel, task: TaskData, tokenizer, config: Di
             data_collator=DataCollatorWithPadding(tokenizer),
             compute_metrics=task.compute_metrics,
         )
-        return {split: evaluator.evaluate(dataset) for split, dataset in task.evaluation.items()}
+        return {split: evaluator.evaluate(teacher_dataset(dataset) if own_tokens else dataset)
+                for split, dataset in task.evaluation.items()}
 
 
 def _describe(model: PreTrainedModel, path: Optional[str], metrics: dict[str, dict], task: TaskData) -> dict:
@@ -177,21 +184,32 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
         "student": model_args.student_model_name_or_path}, model_args.trust_remote_code))
     set_seed(config.seed)
     teacher_path = config.teacher_model_name_or_path
-    tokenizer_path = (
-        model_args.tokenizer_name
-        or teacher_path
-        or model_args.student_model_name_or_path
-        or model_args.model_name_or_path
-    )
+    teacher_tokenizer = None
+    if config.teacher_tokenizer_name_or_path and teacher_path:
+        # The teacher reads the text its own way; the run's tokenizer is the student's.
+        teacher_tokenizer = load_teacher_tokenizer(config.teacher_tokenizer_name_or_path, config.teacher_model_revision)
+        tokenizer_path = model_args.tokenizer_name or model_args.student_model_name_or_path or model_args.model_name_or_path
+        if tokenizer_path is None:
+            raise ValueError("teacher_tokenizer_name_or_path gives the teacher its own tokenizer, so the student needs "
+                             "its own: set model_name_or_path (or student_model_name_or_path, or tokenizer_name).")
+    else:
+        tokenizer_path = (
+            model_args.tokenizer_name
+            or teacher_path
+            or model_args.student_model_name_or_path
+            or model_args.model_name_or_path
+        )
     if tokenizer_path is None:
         raise ValueError("Set teacher_model_name_or_path or model_name_or_path: there is no model to train.")
     tokenizer = load_tokenizer(tokenizer_path, trust_remote_code=model_args.trust_remote_code)
-    for what, path in (("teacher", teacher_path), ("model", model_args.model_name_or_path),
-                       ("student", model_args.student_model_name_or_path)):
+    checked = (("model", model_args.model_name_or_path), ("student", model_args.student_model_name_or_path))
+    if teacher_tokenizer is None:
+        checked = (("teacher", teacher_path), *checked)
+    for what, path in checked:
         if path and os.path.isdir(os.path.expanduser(path)) and os.path.abspath(os.path.expanduser(path)) != \
                 os.path.abspath(os.path.expanduser(tokenizer_path)):
             check_same_tokenizer(tokenizer, os.path.expanduser(path), what)
-    task = load_task_data(data_args, tokenizer, seed=config.data_seed or config.seed)
+    task = load_task_data(data_args, tokenizer, seed=config.data_seed or config.seed, teacher_tokenizer=teacher_tokenizer)
     if task.train is None:
         raise ValueError(f"Task {task.name} has no training split here: give data with a train.tsv or train_file.")
     if not task.evaluation:
@@ -203,6 +221,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
     warn_if_gold_scores_unused(task, config)
     pad_to = data_args.max_seq_length if config.reference == "tinybert" else None
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config,
+                                  teacher_processing_class=teacher_tokenizer,
                                   **task.trainer_inputs(tokenizer, pad_to=pad_to))
     train_output = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(_internal_call=True)  # with push_to_hub, the push happens once, card included, at the end
@@ -210,7 +229,10 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
     # The student alone, as users will run it (no teacher forward, no projection heads). Every process
     # takes part, so this works under torchrun; only the main process writes.
     student_metrics = evaluate_model(student, task, tokenizer, config)
-    teacher_metrics = evaluate_model(teacher, task, tokenizer, config) if teacher is not None else None
+    teacher_metrics = None
+    if teacher is not None:
+        teacher_metrics = evaluate_model(teacher, task, teacher_tokenizer or tokenizer, config,
+                                         own_tokens=teacher_tokenizer is not None)
     if not trainer.is_world_process_zero():
         return {}
     results: dict[str, Any] = {
@@ -222,7 +244,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
             config, kd_loss=config.kd_loss, layer_map=trainer.layer_map,
             projection=config.projection if trainer.distillation_heads is not None
             and trainer.distillation_heads.has_parameters else None, reference=config.reference,
-            **trainer.relation_record(),
+            **trainer.relation_record(), **trainer.teacher_tokenizer_record(),
         ),
         "data": {
             "task_name": data_args.task_name,
@@ -233,6 +255,7 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
             "unlabelled_train_examples": task.unlabelled_train_examples,
             "eval_examples": {split: len(ds) for split, ds in task.evaluation.items()},
             "max_seq_length": data_args.max_seq_length,
+            **({"align_teacher_tokens": True} if teacher_tokenizer is not None and data_args.align_teacher_tokens else {}),
         },
         "base_model": teacher_path or model_args.model_name_or_path,
         "reproduce": run_provenance(model_args, data_args, config),

@@ -123,7 +123,7 @@ def test_triple_loss_matches_hand_computation(tmp_path, tokenizer):
     config = offline_config(tmp_path, task_weight=0.0, kd_weight=5.0, mlm_weight=2.0, cosine_weight=1.0)
     preset = DistillationConfig.distilbert_pretraining(output_dir=str(tmp_path))
     assert preset.loss_weights == config.loss_weights == {
-        "task": 0.0, "kd": 5.0, "mlm": 2.0, "cosine": 1.0, "hidden": 0.0, "embedding": 0.0, "attention": 0.0, "attention_relation": 0.0, "value_relation": 0.0, "query_relation": 0.0, "key_relation": 0.0
+        "task": 0.0, "kd": 5.0, "mlm": 2.0, "cosine": 1.0, "hidden": 0.0, "embedding": 0.0, "pooled": 0.0, "attention": 0.0, "attention_relation": 0.0, "value_relation": 0.0, "query_relation": 0.0, "key_relation": 0.0
     }
     assert preset.temperature == config.temperature == 2.0
     trainer = GeneralDistillationTrainer(model=student, teacher_model=teacher, args=config)
@@ -304,6 +304,14 @@ def test_task_weight_is_refused_on_unlabelled_text(tmp_path, tokenizer):
     config = offline_config(tmp_path, task_weight=0.5, kd_weight=5.0, teacher_model_name_or_path="x/y")
     data_args = TextDataArguments(train_file=_text_file(tmp_path / "t.txt"))
     with pytest.raises(ValueError, match="set task_weight=0"):
+        run_general(GeneralModelArguments(student_num_layers=2), data_args, config)
+
+
+def test_a_teacher_tokenizer_is_refused_by_the_general_runner(tmp_path, tokenizer):
+    config = offline_config(tmp_path, task_weight=0.0, kd_weight=5.0, teacher_model_name_or_path="x/y",
+                            teacher_tokenizer_name_or_path="x/z")
+    data_args = TextDataArguments(train_file=_text_file(tmp_path / "t.txt"))
+    with pytest.raises(ValueError, match="teacher_tokenizer_name_or_path is for task recipes"):
         run_general(GeneralModelArguments(student_num_layers=2), data_args, config)
 
 

@@ -115,7 +115,7 @@ def test_recipe_section_and_the_reproduce_command(tiny_run):
     assert (model_args.student_num_layers, model_args.student_hidden_size) == (2, 16)
     assert data_args.task_name == "sst2" and config.layer_map == [2, 4] and config.max_steps == 3
     assert config.loss_weights == {"task": 0.5, "kd": 0.5, "mlm": 0.0, "cosine": 1.0, "hidden": 1.0, "embedding": 0.0,
-                                   "attention": 0.0, "attention_relation": 0.0, "value_relation": 0.0, "query_relation": 0.0, "key_relation": 0.0}
+                                   "pooled": 0.0, "attention": 0.0, "attention_relation": 0.0, "value_relation": 0.0, "query_relation": 0.0, "key_relation": 0.0}
     assert config.schedule == {"temperature": {"type": "linear", "start": 4, "end": 1}}
     assert "--hub_token '<REDACTED>'" in text and "hub_token" not in command
 
