@@ -1,7 +1,8 @@
 """hf-distill: distil Hugging Face models with `transformers.Trainer`.
 
 The public API: every family's config and trainer, `create_student`, `precompute_teacher_outputs`,
-`add_teacher_inputs` (a teacher with its own tokenizer) and `export_model`. It is imported on first use (`from hf_distill import DistillationTrainer` loads torch and
+`add_teacher_inputs` (a teacher with its own tokenizer), `compute_importance` and `prune_model` (structured
+pruning) and `export_model`. It is imported on first use (`from hf_distill import DistillationTrainer` loads torch and
 transformers then), so `import hf_distill` and the `hf-distill` command's help stay fast.
 """
 
@@ -34,6 +35,10 @@ _LAZY = {
     "SelfDistillationConfig": "online.config",
     "SelfDistillationTrainer": "online.early_exit",
     "export_model": "export",
+    "compute_importance": "pruning",
+    "prune_model": "pruning",
+    "PruningImportance": "pruning",
+    "PruningReport": "pruning",
 }
 
 __all__ = sorted(_LAZY)
@@ -45,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .online.config import MutualLearningConfig, SelfDistillationConfig
     from .online.early_exit import SelfDistillationTrainer
     from .online.mutual import MutualLearningTrainer
+    from .pruning import PruningImportance, PruningReport, compute_importance, prune_model
     from .retrieval.config import RetrievalDistillationConfig
     from .retrieval.trainer import RetrievalDistillationTrainer
     from .schedules import LossSchedule

@@ -113,6 +113,12 @@ RECIPE_FAMILIES: dict[str, RecipeFamily] = {
         "hf_distill.online.run:run_mutual",
         "Deep mutual learning: two or more peers teach each other, no trained teacher.",
     ),
+    "compress": RecipeFamily(
+        "compress",
+        (*_TASK_ARGUMENTS, "hf_distill.compress.arguments:CompressArguments", "hf_distill.config:DistillationConfig"),
+        "hf_distill.compress.run:run_compress",
+        "Prune a fine-tuned teacher (heads, FFN neurons, layers), distil the pruned model from it, export INT8.",
+    ),
     "self_distillation": RecipeFamily(
         "self_distillation",
         (*_TASK_ARGUMENTS, "hf_distill.online.config:SelfDistillationConfig"),

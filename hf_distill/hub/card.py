@@ -757,6 +757,7 @@ def build_model_card(
         loss_formula=formula,
         reproduce=_reproduce(results),
         export=export,
+        chain=compress_section(model_dir),
         intended_use=intended,
         retention_note=retention_note,
         has_teacher=bool(results.get("teacher")),
@@ -772,6 +773,41 @@ def build_model_card(
         or "-",
     )
     return card
+
+
+COMPRESS_REPORT_NAME = "compress_report.json"
+
+
+def compress_section(model_dir: str) -> Optional[dict[str, Any]]:
+    """The compression chain of a compress run (`compress_report.json`): a row per stage, or `None` without one."""
+    path = os.path.join(model_dir, COMPRESS_REPORT_NAME)
+    if not os.path.isfile(path):
+        return None
+    report = _read_json(path)
+    pruning = report.get("pruning") or {}
+
+    def fmt(value: Any, digits: int = 2, scale: float = 1.0) -> str:
+        if value is None:
+            return "-"
+        return f"{value:,}" if isinstance(value, int) else f"{value * scale:.{digits}f}"
+
+    rows = []
+    for stage in report.get("stages") or []:
+        latency = stage.get("latency_ms") or {}
+        score = stage.get("score")
+        rows.append({"stage": stage["stage"], "parameters": fmt(stage.get("parameters")),
+                     "score": fmt(score, scale=100.0 if score is not None and score <= 1.0 else 1.0),
+                     "retention": fmt(stage.get("retention_percent"), 1),
+                     "latency": fmt(latency.get("batch_32_seq_128"))})
+    machine = report.get("machine") or {}
+    def shape(sizes: Optional[dict[str, Any]]) -> str:
+        sizes = sizes or {}
+        return (f"{sizes.get('num_hidden_layers')} layers, {sizes.get('num_attention_heads')} heads, hidden "
+                f"{sizes.get('hidden_size')}, FFN {sizes.get('intermediate_size')}")
+
+    return {"rows": rows, "sizes": f"{shape(pruning.get('original'))} to {shape(pruning.get('pruned'))}",
+            "importance": (pruning.get("importance") or {}).get("head_importance"),
+            "machine": machine.get("cpu") if isinstance(machine, dict) else None}
 
 
 def _loading_note(results: dict[str, Any]) -> str:

@@ -1,0 +1,70 @@
+"""The compress family end to end: prune a teacher, distil the pruned model from it, export INT8, one report."""
+
+import json
+import os
+
+import pytest
+from transformers import AutoModelForSequenceClassification
+
+from hf_distill.cli import main
+from hf_distill.compress.arguments import CompressArguments
+from hf_distill.compress.run import check_compress_inputs, format_compress_table
+from hf_distill.tasks.arguments import ModelArguments
+from tests.conftest import offline_config, tiny_bert_config
+from tests.test_cli import RECIPES, tiny_tokenizer, write
+
+
+def _glue(tmp_path):
+    rows = [("good w1 w2", 1), ("bad w3", 0), ("w4 good", 1), ("bad bad w5", 0)] * 8
+    body = "sentence\tlabel\n" + "".join(f"{s} \t{label}\n" for s, label in rows)
+    write(tmp_path / "glue" / "SST-2" / "train.tsv", body)
+    write(tmp_path / "glue" / "SST-2" / "dev.tsv", body)
+    return str(tmp_path / "glue")
+
+
+def test_prune_distil_int8_in_one_recipe(tmp_path):
+    tokenizer = tiny_tokenizer(tmp_path / "tok")
+    base = tmp_path / "base"
+    AutoModelForSequenceClassification.from_config(tiny_bert_config(vocab_size=len(tokenizer))).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    common = ["--task_name", "sst2", "--data_dir", _glue(tmp_path), "--max_steps", "3", "--report_to", "none",
+              "--use_cpu", "true", "--per_device_train_batch_size", "8", "--disable_tqdm", "true"]
+    teacher_dir, out = tmp_path / "teacher", tmp_path / "compressed"
+    assert main(["train", os.path.join(RECIPES, "glue", "teacher.yaml"), *common, "--model_name_or_path", str(base),
+                 "--output_dir", str(teacher_dir), "--eval_strategy", "no", "--save_strategy", "no"]) == 0
+    assert main(["train", os.path.join(RECIPES, "compress", "prune_distil_int8.yaml"), *common,
+                 "--teacher_model_name_or_path", str(teacher_dir), "--output_dir", str(out),
+                 "--prune_num_attention_heads", "2", "--prune_intermediate_size", "32", "--prune_num_layers", "2",
+                 "--calibration_batches", "2", "--calibration_batch_size", "8", "--quantize", "dynamic",
+                 "--latency_runs", "1"]) == 0
+    pruning = json.load(open(out / "pruned" / "pruning.json"))
+    assert len(pruning["layers"]) == 2 and pruning["parameters_after"] < pruning["parameters_before"]
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert (student.config.num_hidden_layers, student.config.num_attention_heads, student.config.hidden_size,
+            student.config.intermediate_size) == (2, 2, 16, 32)
+    report = json.load(open(out / "compress_report.json"))
+    stages = [row["stage"] for row in report["stages"]]
+    assert stages[:3] == ["teacher", "pruned, before distillation", "pruned + distilled (PyTorch fp32)"]
+    assert any(stage.startswith("INT8") for stage in stages) and "ONNX fp32" in stages
+    rows = {row["stage"]: row for row in report["stages"]}
+    assert rows["pruned + distilled (PyTorch fp32)"]["parameters"] == pruning["parameters_after"]
+    assert rows["teacher"]["parameters"] > rows["pruned + distilled (PyTorch fp32)"]["parameters"]
+    assert rows["teacher"]["latency_ms"] and all(v is not None for v in rows["teacher"]["latency_ms"].values())
+    assert 0.0 <= rows["pruned, before distillation"]["score"] <= 1.0
+    results = json.load(open(out / "results.json"))
+    assert results["student"]["score"] == rows["pruned + distilled (PyTorch fp32)"]["score"]
+    assert "| teacher |" in format_compress_table(report)
+    card = open(out / "README.md").read()
+    assert "## Compression chain" in card and "4 layers, 4 heads, hidden 32, FFN 64 to 2 layers, 2 heads" in card
+
+
+def test_compress_refuses_what_it_cannot_do(tmp_path):
+    with pytest.raises(ValueError, match="A compress recipe prunes: set prune_num_attention_heads"):
+        CompressArguments()
+    with pytest.raises(ValueError, match="not both"):
+        CompressArguments(prune_layers="0,1", prune_num_layers=2)
+    config = offline_config(tmp_path, teacher_model_name_or_path="runs/teacher")
+    with pytest.raises(ValueError, match="drop student_num_layers"):
+        check_compress_inputs(ModelArguments(student_num_layers=2), config)
+    with pytest.raises(ValueError, match="set teacher_model_name_or_path"):
+        check_compress_inputs(ModelArguments(), offline_config(tmp_path))
