@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..tasks.arguments import parse_layer_numbers
+
 QUANTIZE_CHOICES = ("auto", "dynamic", "static", "none")
 
 
@@ -76,9 +78,4 @@ class CompressArguments:
     @property
     def layer_list(self) -> Optional[list[int]]:
         """`prune_layers` as 0-based layer numbers (`None` when unset)."""
-        if self.prune_layers is None:
-            return None
-        parts = [part.strip() for part in str(self.prune_layers).strip("[]").split(",") if part.strip()]
-        if not parts or not all(part.isdigit() for part in parts):
-            raise ValueError(f"prune_layers must be 0-based layer numbers such as '0,2,4'; got {self.prune_layers!r}.")
-        return [int(part) for part in parts]
+        return parse_layer_numbers(self.prune_layers, "prune_layers")

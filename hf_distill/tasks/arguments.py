@@ -8,6 +8,20 @@ from typing import Optional
 from ..students import LAYER_SELECTIONS
 
 
+def parse_layer_numbers(value: Optional[str], key: str) -> Optional[list[int]]:
+    """0-based layer numbers written as `"0,2,4"` (or `"[0, 2, 4]"`), `None` when unset.
+
+    Raises:
+        ValueError: Naming `key` and the expected form, for anything else.
+    """
+    if value is None:
+        return None
+    parts = [part.strip() for part in str(value).strip("[]").split(",") if part.strip()]
+    if not all(part.isdigit() for part in parts):
+        raise ValueError(f"{key} must be 0-based layer numbers separated by commas, such as '0,2,4'; got {value!r}.")
+    return [int(part) for part in parts]
+
+
 @dataclass
 class ModelArguments:
     """Which models a recipe trains and how the student is built.
@@ -88,15 +102,7 @@ class ModelArguments:
     @property
     def layer_list(self) -> Optional[list[int]]:
         """`student_layers` as 0-based layer numbers (`None` when unset)."""
-        if self.student_layers is None:
-            return None
-        parts = [part.strip() for part in str(self.student_layers).strip("[]").split(",") if part.strip()]
-        if not all(part.isdigit() for part in parts):
-            raise ValueError(
-                f"student_layers must be 0-based layer numbers separated by commas, such as '0,2,4'; got "
-                f"{self.student_layers!r}."
-            )
-        return [int(part) for part in parts]
+        return parse_layer_numbers(self.student_layers, "student_layers")
 
     def __post_init__(self):
         self.layer_list  # checks student_layers now, when the recipe is parsed
