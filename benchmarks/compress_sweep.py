@@ -4,7 +4,8 @@ For each level, one run of `recipes/compress/prune_distil_int8.yaml` (recipe fam
 fine-tuned all-MiniLM-L6-v2 teacher: importance on 32 x 16 training sentences, pruning, 0.5·task + 0.5·T²·KL
 distillation (`--epochs`), ONNX + static INT8, and the benchmark that times the teacher, the student in PyTorch,
 ONNX fp32 and INT8 in one run (batch 1 x 128, 32 x 128, and the real dev set in batches of 32 padded to their
-longest). The layer-dropping student of the GLUE table (teacher layers 1, 3, 5 copied, DistilBERT-style recipe
+longest). The timing runs after every model is trained, each run's models interleaved in one benchmark, so
+training jobs do not share the CPU with it (`--reuse` keeps the trained runs and times them again). The layer-dropping student of the GLUE table (teacher layers 1, 3, 5 copied, DistilBERT-style recipe
 `recipes/glue/distilbert.yaml`, the same epochs) is exported and timed the same way, for a comparison at equal
 latency. Prints one table and writes `speed_accuracy.png` (accuracy against speed-up over the teacher at
 32 x 128, PyTorch and INT8) and `sweep.json` into `--output_dir`.
@@ -30,6 +31,10 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 from hf_distill.cli import main as hf_distill  # noqa: E402
+from hf_distill.compress.run import refresh_compress_report  # noqa: E402
+from hf_distill.export import export_model  # noqa: E402
+from hf_distill.export.benchmark import benchmark_model  # noqa: E402
+from hf_distill.tasks.arguments import DataArguments  # noqa: E402
 from hf_distill.export.report import cpu_name  # noqa: E402
 
 DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "data", "glue")
@@ -78,20 +83,21 @@ def main() -> None:
                  "--prune_num_attention_heads", str(heads), "--prune_intermediate_size", str(ffn),
                  "--prune_num_layers", str(layers), "--latency_runs", str(args.latency_runs), "--output_dir", out])
             print(f"{name}: {(time.time() - start) / 60:.1f} min", flush=True)
-        with open(report_path) as file:
-            rows[name] = json.load(file)
     dropping = None
+    out = os.path.join(args.output_dir, "layer-dropping-1,3,5")
     if not args.no_layer_dropping:
-        from hf_distill.export import export_model
-        from hf_distill.export.benchmark import benchmark_model
-
-        out = os.path.join(args.output_dir, "layer-dropping-1,3,5")
-        if not (args.reuse and os.path.isfile(os.path.join(out, "benchmark_report.json"))):
+        if not (args.reuse and os.path.isfile(os.path.join(out, "onnx", "export_report.json"))):
             run(["train", os.path.join(ROOT, "recipes", "glue", "distilbert.yaml"), *common, "--student_layers", "1,3,5",
                  "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", out])
             export_model(out, quantize="auto", task_name="sst2", data_dir=args.data_dir, max_seq_length=64, latency=False)
-            benchmark_model(out, task_name="sst2", data_dir=args.data_dir, max_seq_length=64,
-                            latency_runs=args.latency_runs, verbose=False)
+    # Timing, after every run is trained: each run's teacher, PyTorch, ONNX and INT8 in one interleaved benchmark.
+    data_args = DataArguments(task_name="sst2", data_dir=args.data_dir, max_seq_length=64)
+    for name in args.levels:
+        rows[name] = refresh_compress_report(os.path.join(args.output_dir, name), data_args, teacher=args.teacher,
+                                             latency_runs=args.latency_runs, threads=args.threads)
+    if not args.no_layer_dropping:
+        benchmark_model(out, teacher=args.teacher, task_name="sst2", data_dir=args.data_dir, max_seq_length=64,
+                        latency_runs=args.latency_runs, threads=args.threads, verbose=False)
         with open(os.path.join(out, "benchmark_report.json")) as file:
             dropping = json.load(file)
         with open(os.path.join(out, "results.json")) as file:

@@ -8,8 +8,8 @@ from transformers import AutoModelForSequenceClassification
 
 from hf_distill.cli import main
 from hf_distill.compress.arguments import CompressArguments
-from hf_distill.compress.run import check_compress_inputs, format_compress_table
-from hf_distill.tasks.arguments import ModelArguments
+from hf_distill.compress.run import check_compress_inputs, format_compress_table, refresh_compress_report
+from hf_distill.tasks.arguments import DataArguments, ModelArguments
 from tests.conftest import offline_config, tiny_bert_config
 from tests.test_cli import RECIPES, tiny_tokenizer, write
 
@@ -54,6 +54,13 @@ def test_prune_distil_int8_in_one_recipe(tmp_path):
     results = json.load(open(out / "results.json"))
     assert results["student"]["score"] == rows["pruned + distilled (PyTorch fp32)"]["score"]
     assert "| teacher |" in format_compress_table(report)
+    # Timed again later (e.g. on a quiet machine): the same stages, scores kept, the teacher timed again.
+    refreshed = refresh_compress_report(str(out), DataArguments(task_name="sst2", data_dir=_glue(tmp_path)),
+                                        latency_runs=1)
+    assert [row["stage"] for row in refreshed["stages"]] == stages and refreshed["teacher_path"] == str(teacher_dir)
+    again = {row["stage"]: row for row in refreshed["stages"]}
+    assert again["pruned, before distillation"]["score"] == rows["pruned, before distillation"]["score"]
+    assert all(v is not None for v in again["teacher"]["latency_ms"].values())
     card = open(out / "README.md").read()
     assert "## Compression chain" in card and "4 layers, 4 heads, hidden 32, FFN 64 to 2 layers, 2 heads" in card
 

@@ -77,7 +77,7 @@ def _stage(name: str, parameters: Optional[int], size_mb: Optional[float], score
 
 
 def compress_report(pruning: dict, pruned_score: Optional[float], results: dict, benchmark: Optional[dict],
-                    export_report: Optional[dict]) -> dict[str, Any]:
+                    export_report: Optional[dict], teacher_path: Optional[str] = None) -> dict[str, Any]:
     """The chain's report: one row per stage (teacher, pruned, distilled, INT8) and what was measured where."""
     teacher = results.get("teacher") or {}
     student = results.get("student") or {}
@@ -101,7 +101,7 @@ def compress_report(pruning: dict, pruned_score: Optional[float], results: dict,
     if int8 is not None:
         stages.append(_stage(f"INT8 ({int8})", student.get("parameters"), sizes.get(int8), accuracy.get(int8),
                              teacher_score, latency, int8))
-    return {"task": results.get("task"), "pruning": pruning, "stages": stages,
+    return {"task": results.get("task"), "teacher_path": teacher_path, "pruning": pruning, "stages": stages,
             "benchmark_accuracy": accuracy or None, "speedups_batch_32": (benchmark or {}).get("speedups_batch_32"),
             "machine": (benchmark or {}).get("machine"),
             "quantization": (export_report or {}).get("quantization")}
@@ -122,6 +122,60 @@ def format_compress_table(report: dict[str, Any]) -> str:
         lines.append(f"| {row['stage']} | {fmt(row['parameters'])} | {fmt(row['size_mb'], 1)} | {fmt(score)} | "
                      f"{fmt(row['retention_percent'], 1)}% | " + " | ".join(fmt(latency.get(s)) for s in shapes) + " |")
     return "\n".join(lines)
+
+
+def write_compress_report(output_dir: str, pruning: dict[str, Any], teacher: str, data_args: DataArguments,
+                          latency_runs: int = 10, timed: bool = True, threads: Optional[int] = None,
+                          seed: int = 42) -> dict[str, Any]:
+    """Times the run's teacher, student and exports in one run (`benchmark_model`) and writes `compress_report.json`.
+
+    Also what `refresh_compress_report` calls to time a finished run again (e.g. on a quiet machine).
+
+    Args:
+        output_dir (`str`): The compress run's folder (the distilled student, `results.json`, `onnx/`).
+        pruning (`dict`): The pruning record (`PruningReport.to_dict()` plus `score_before_distillation`).
+        teacher (`str`): The teacher folder, timed beside the student.
+        data_args (`DataArguments`): The task and its data, for the scores on real batches.
+        latency_runs (`int`, defaults to 10): Timed runs per model and shape.
+        timed (`bool`, defaults to `True`): Whether there is an export to time (`quantize != "none"`).
+        threads (`int`, *optional*): Threads of PyTorch and ONNX Runtime.
+        seed (`int`, defaults to 42): Seed of an evaluation subset.
+    """
+    benchmark = export_report = None
+    if timed:
+        from ..export.benchmark import benchmark_model
+        from ..export.report import read_report
+
+        benchmark = benchmark_model(output_dir, teacher=teacher, task_name=data_args.task_name,
+                                    data_dir=data_args.data_dir, validation_file=data_args.validation_file,
+                                    max_eval_samples=data_args.max_eval_samples,
+                                    max_seq_length=data_args.max_seq_length, latency_runs=latency_runs,
+                                    threads=threads, seed=seed, verbose=False)
+        export_report = read_report(os.path.join(output_dir, "onnx"))
+    report = compress_report(pruning, pruning.get("score_before_distillation"), read_results(output_dir), benchmark,
+                             export_report, teacher_path=teacher)
+    with open(os.path.join(output_dir, REPORT_NAME), "w", encoding="utf-8") as file:
+        json.dump(report, file, indent=2)
+        file.write("\n")
+    return report
+
+
+def refresh_compress_report(output_dir: str, data_args: DataArguments, teacher: Optional[str] = None,
+                            latency_runs: int = 10, threads: Optional[int] = None) -> dict[str, Any]:
+    """Times a finished compress run again and rewrites its report (teacher: the one `compress_report.json` names,
+    unless given)."""
+    with open(os.path.join(output_dir, REPORT_NAME), encoding="utf-8") as file:
+        previous = json.load(file)
+    teacher = teacher or previous.get("teacher_path")
+    if teacher is None:
+        raise ValueError(f"{output_dir}/{REPORT_NAME} names no teacher folder: pass teacher=.")
+    pruning = dict(previous["pruning"])
+    if pruning.get("score_before_distillation") is None:  # reports written before it was kept there
+        pruning["score_before_distillation"] = next((row["score"] for row in previous["stages"]
+                                                     if row["stage"].startswith("pruned, before")), None)
+    report = write_compress_report(output_dir, pruning, teacher, data_args, latency_runs, threads=threads)
+    write_model_card(output_dir)
+    return report
 
 
 def run_compress(model_args: ModelArguments, data_args: DataArguments, compress_args: CompressArguments,
@@ -156,25 +210,17 @@ def run_compress(model_args: ModelArguments, data_args: DataArguments, compress_
         config.push_to_hub = push
     if not results:  # not the main process
         return {}
-    results = read_results(config.output_dir)
-    export_report = benchmark = None
+    export_report = None
     if compress_args.quantize != "none":
         from ..export import export_model
-        from ..export.benchmark import benchmark_model
 
         export_report = export_model(config.output_dir, quantize=compress_args.quantize, task_name=data_args.task_name,
                                      data_dir=data_args.data_dir, train_file=data_args.train_file,
                                      validation_file=data_args.validation_file,
                                      max_seq_length=data_args.max_seq_length, latency=False, seed=config.seed)
-        benchmark = benchmark_model(config.output_dir, task_name=data_args.task_name, data_dir=data_args.data_dir,
-                                    validation_file=data_args.validation_file, max_eval_samples=data_args.max_eval_samples,
-                                    max_seq_length=data_args.max_seq_length, latency_runs=compress_args.latency_runs,
-                                    seed=config.seed, verbose=False)
-    report = compress_report({**pruning.to_dict(), "folder": PRUNED_FOLDER}, pruned_score, results, benchmark,
-                             export_report)
-    with open(os.path.join(config.output_dir, REPORT_NAME), "w", encoding="utf-8") as file:
-        json.dump(report, file, indent=2)
-        file.write("\n")
+    pruning_record = {**pruning.to_dict(), "folder": PRUNED_FOLDER, "score_before_distillation": pruned_score}
+    report = write_compress_report(config.output_dir, pruning_record, teacher_path, data_args,
+                                   compress_args.latency_runs, timed=export_report is not None, seed=config.seed)
     print("\n" + format_compress_table(report) + "\n")
     write_model_card(config.output_dir, repo_id=config.hub_model_id)  # now with the chain
     if config.push_to_hub:
