@@ -1,4 +1,4 @@
-"""Prune -> distil -> INT8 at several compression levels, beside a layer-dropping student, on real SST-2 data.
+"""Prune -> distil -> INT8 at several compression levels, beside a layer-dropping student, on real GLUE data.
 
 For each level, one run of `recipes/compress/prune_distil_int8.yaml` (recipe family `compress`) from the same
 fine-tuned all-MiniLM-L6-v2 teacher: importance on 32 x 16 training sentences, pruning, 0.5·task + 0.5·T²·KL
@@ -12,9 +12,12 @@ latency. Prints one table and writes `speed_accuracy.png` (accuracy against spee
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/compress_sweep.py --teacher runs/narrow_student/sst2/teacher \
         --output_dir runs/compress_sweep
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/compress_sweep.py --task_name mrpc --teacher runs/mrpc/teacher \
+        --output_dir runs/compress_sweep_mrpc
 
-The teacher is any SST-2 classifier folder (e.g. the one `benchmarks/narrow_student.py` fine-tunes, or
-`hf-distill train recipes/glue/teacher.yaml --task_name sst2 --max_train_samples 4000 ...`).
+The teacher is any classifier folder fine-tuned on `--task_name` (e.g. the SST-2 one `benchmarks/narrow_student.py`
+fine-tunes, or `hf-distill train recipes/glue/teacher.yaml --task_name mrpc --model_name_or_path <MiniLM-L6> ...`).
+Sequences are cut at `--max_seq_length` (default: TinyBERT's per-task length, 64 for SST-2 and 128 for MRPC).
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ def run(command: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teacher", required=True, help="A fine-tuned SST-2 teacher folder.")
+    parser.add_argument("--teacher", required=True, help="A teacher folder fine-tuned on --task_name.")
+    parser.add_argument("--task_name", default="sst2", help="A GLUE classification task (sst2, mrpc, ...).")
+    parser.add_argument("--max_seq_length", type=int, default=None, help="Default: 64 for sst2 and cola, else 128.")
     parser.add_argument("--data_dir", default=DEFAULT_DATA)
     parser.add_argument("--output_dir", default="runs/compress_sweep")
     parser.add_argument("--levels", nargs="+", default=list(LEVELS)[:3], choices=list(LEVELS))
@@ -68,10 +73,12 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="Keep the runs that already have a report.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    task = args.task_name
+    length = args.max_seq_length or (64 if task in ("sst2", "cola") else 128)
     started = time.time()
-    common = ["--task_name", "sst2", "--data_dir", args.data_dir, "--max_train_samples", str(args.max_train_samples),
+    common = ["--task_name", task, "--data_dir", args.data_dir, "--max_train_samples", str(args.max_train_samples),
               "--num_train_epochs", str(args.epochs), "--teacher_model_name_or_path", args.teacher,
-              "--max_seq_length", "64", "--overwrite_output_dir", "true"]
+              "--max_seq_length", str(length), "--overwrite_output_dir", "true"]
     rows = {}
     for name in args.levels:
         heads, ffn, layers = LEVELS[name]
@@ -88,25 +95,27 @@ def main() -> None:
     if not args.no_layer_dropping:
         if not (args.reuse and os.path.isfile(os.path.join(out, "onnx", "export_report.json"))):
             run(["train", os.path.join(ROOT, "recipes", "glue", "distilbert.yaml"), *common, "--student_layers", "1,3,5",
-                 "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", out])
-            export_model(out, quantize="auto", task_name="sst2", data_dir=args.data_dir, max_seq_length=64, latency=False)
+                 "--student_num_layers", "3", "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", out])
+            export_model(out, quantize="auto", task_name=task, data_dir=args.data_dir, max_seq_length=length,
+                         latency=False)
     # Timing, after every run is trained: each run's teacher, PyTorch, ONNX and INT8 in one interleaved benchmark.
-    data_args = DataArguments(task_name="sst2", data_dir=args.data_dir, max_seq_length=64)
+    data_args = DataArguments(task_name=task, data_dir=args.data_dir, max_seq_length=length)
     for name in args.levels:
         rows[name] = refresh_compress_report(os.path.join(args.output_dir, name), data_args, teacher=args.teacher,
                                              latency_runs=args.latency_runs, threads=args.threads)
     if not args.no_layer_dropping:
-        benchmark_model(out, teacher=args.teacher, task_name="sst2", data_dir=args.data_dir, max_seq_length=64,
+        benchmark_model(out, teacher=args.teacher, task_name=task, data_dir=args.data_dir, max_seq_length=length,
                         latency_runs=args.latency_runs, threads=args.threads, verbose=False)
         with open(os.path.join(out, "benchmark_report.json")) as file:
             dropping = json.load(file)
         with open(os.path.join(out, "results.json")) as file:
             dropping["results"] = json.load(file)
 
-    print(f"\nMachine: {cpu_name()}, {args.threads} threads; {(time.time() - started) / 60:.0f} min in all. SST-2 dev "
-          f"(872 sentences), accuracy x 100; latency in ms at {SHAPE.replace('_', ' ')} (random tokens) and on the dev "
+    metric = next((r["benchmark_accuracy"]["metric"] for r in rows.values() if r.get("benchmark_accuracy")), "score")
+    print(f"\nMachine: {cpu_name()}, {args.threads} threads; {(time.time() - started) / 60:.0f} min in all. {task} dev, "
+          f"{metric} x 100; latency in ms at {SHAPE.replace('_', ' ')} (random tokens) and on the dev "
           "set in batches of 32 (padded to the longest).\n")
-    print("| student | parameters | stage | accuracy | retention | ms 1 x 128 | ms 32 x 128 | ms dev b32 | "
+    print("| student | parameters | stage | score | retention | ms 1 x 128 | ms 32 x 128 | ms dev b32 | "
           "speed-up vs teacher at 32 x 128 |")
     print("|---|---|---|---|---|---|---|---|---|")
     points = []
@@ -143,14 +152,14 @@ def main() -> None:
             points.append(("layer dropping", variant, speed, score))
     with open(os.path.join(args.output_dir, "sweep.json"), "w") as file:
         json.dump({"points": points, "levels": {n: LEVELS[n] for n in rows}}, file, indent=2)
-    _plot(points, os.path.join(args.output_dir, "speed_accuracy.png"))
+    _plot(points, os.path.join(args.output_dir, "speed_accuracy.png"), f"{task} dev score ({metric})")
 
 
 def _fmt(value, suffix: str = "") -> str:
     return "-" if value is None else f"{value:.2f}{suffix}"
 
 
-def _plot(points, path: str) -> None:
+def _plot(points, path: str, ylabel: str) -> None:
     try:
         import matplotlib
 
@@ -168,7 +177,7 @@ def _plot(points, path: str) -> None:
         for name, speed, accuracy in chosen:
             axis.annotate(name, (speed, accuracy), fontsize=6)
     axis.set_xlabel("speed-up over the teacher, 32 x 128")
-    axis.set_ylabel("SST-2 dev accuracy")
+    axis.set_ylabel(ylabel)
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=150)

@@ -56,6 +56,7 @@ from hf_distill.assets import minilm_l6_v2_path
 from hf_distill.cli import main as hf_distill
 from hf_distill.runs import RESULTS_NAME
 from hf_distill.runs import read_results as load_results
+from reference_modes import train  # one `hf-distill train` stage, reused when its results.json exists
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = os.path.join(ROOT, "recipes", "glue")
@@ -66,22 +67,6 @@ ARMS = {
     "minilm_v2": "MiniLMv2 relations, then soft targets",
     "tinybert_hidden": "TinyBERT hidden + embedding, then soft targets",
 }
-
-
-def train(recipe: str, out: str, flags: list[str], reuse: bool) -> Optional[float]:
-    """Runs one `hf-distill train` stage into `out`; returns its wall minutes (None when reused)."""
-    if reuse and os.path.isfile(os.path.join(out, RESULTS_NAME)):
-        print(f"reusing {out}", flush=True)
-        return None
-    start = time.time()
-    command = ["train", os.path.join(RECIPES, recipe), *flags, "--output_dir", out]
-    print("hf-distill " + " ".join(command), flush=True)
-    code = hf_distill(command)
-    if code != 0:
-        raise SystemExit(f"{out}: hf-distill train failed with exit code {code}")
-    minutes = round((time.time() - start) / 60, 2)
-    print(f"  {minutes} min", flush=True)
-    return minutes
 
 
 def show_attention_refusal(common: list[str], student: list[str], teacher: str, layer_map: str) -> str:

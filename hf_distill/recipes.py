@@ -33,6 +33,9 @@ import yaml
 FAMILY_KEY = "recipe_family"
 DEFAULT_FAMILY = "task"
 PER_TASK_KEY = "per_task"
+# Options that exclude each other: one given on the command line replaces the recipe's other one (a recipe's
+# `student_num_layers: 6` gives way to `--student_layers 1,3,5`), as any flag wins over the file.
+EXCLUSIVE_OPTIONS = (("student_layers", "student_num_layers"),)
 """A recipe key holding settings by task name (`per_task: {mrpc: {num_train_epochs: 10}}`): the entry of the
 recipe's task (its `task_name`, or the `--task_name` flag) is applied over the file's other keys, and the
 command line still wins over both."""
@@ -276,6 +279,29 @@ def apply_per_task(values: dict[str, Any], overrides: Sequence[str]) -> dict[str
     return {**values, **(entry or {})}
 
 
+def drop_replaced_options(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """The recipe's values without the options that a command-line flag replaces (see `EXCLUSIVE_OPTIONS`).
+
+    Args:
+        values (`dict[str, Any]`): The recipe file's values.
+        overrides (`Sequence[str]`): The command-line tokens.
+
+    Returns:
+        `dict[str, Any]`: `values`, less each option whose exclusive partner is on the command line and itself is not.
+    """
+    given = {_flag_name(token) for token in overrides if token.startswith("--")}
+    dropped = set()
+    for group in EXCLUSIVE_OPTIONS:
+        for key in group:
+            if key in given:
+                dropped.update(other for other in group if other != key and other not in given)
+    return {key: value for key, value in values.items() if key not in dropped}
+
+
+def _flag_name(token: str) -> str:
+    return token[2:].split("=", 1)[0].replace("-", "_")
+
+
 def recipe_family_of(path: Optional[str], overrides: Sequence[str] = ()) -> RecipeFamily:
     """The family a recipe file and its flags belong to."""
     values = _read_yaml(path) if path else {}
@@ -311,7 +337,7 @@ def _check_override_keys(overrides: Sequence[str], family: Optional[str] = None)
     fields = known_keys(family)
     for token in overrides:
         if token.startswith("--"):
-            key = token[2:].split("=", 1)[0].replace("-", "_")
+            key = _flag_name(token)
             if key.startswith("no_") and key[3:] in fields:
                 continue
             if key not in fields:
@@ -335,7 +361,7 @@ def parse_recipe(path: Optional[str], overrides: Sequence[str] = ()) -> tuple[An
     family_name, overrides = _split_family(values, overrides)
     family = get_family(family_name)
     if path:
-        values = apply_per_task(load_recipe(path, family.name), overrides)
+        values = drop_replaced_options(apply_per_task(load_recipe(path, family.name), overrides), overrides)
     _check_override_keys(overrides, family.name)
     tokens: list[str] = []
     for key, value in values.items():

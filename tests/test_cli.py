@@ -27,6 +27,24 @@ def test_command_line_flags_override_the_file(tmp_path):
     assert config.hidden_weight == 1.0 and config.report_to == []
 
 
+@pytest.mark.parametrize("overrides, layers, num_layers", [
+    (["--student_layers", "1,3,5"], [1, 3, 5], None),  # the recipe's depth gives way to the explicit layers
+    (["--student_layers=1,3,5"], [1, 3, 5], None),
+    (["--student_layers", "1,3,5", "--student_num_layers", "3"], [1, 3, 5], 3),  # both given: both kept
+    ([], None, 6),
+])
+def test_a_flag_replaces_the_recipes_exclusive_option(tmp_path, overrides, layers, num_layers):
+    recipe = write(tmp_path / "r.yaml", "task_name: sst2\nstudent_num_layers: 6\nreport_to: none\noutput_dir: out\n")
+    model_args, _, _ = parse_recipe(recipe, overrides)
+    assert model_args.layer_list == layers and model_args.student_num_layers == num_layers
+
+
+def test_the_recipes_layer_list_gives_way_to_a_depth_flag(tmp_path):
+    recipe = write(tmp_path / "r.yaml", "task_name: sst2\nstudent_layers: 0,2,4\nreport_to: none\noutput_dir: out\n")
+    model_args, _, _ = parse_recipe(recipe, ["--student_num_layers", "2"])
+    assert model_args.layer_list is None and model_args.student_num_layers == 2
+
+
 @pytest.mark.parametrize("text, overrides, key", [
     ("task_name: sst2\nlearning_rat: 0.1\n", [], "learning_rat"),
     ("task_name: sst2\n", ["--kd_wieght", "1"], "kd_wieght"),
