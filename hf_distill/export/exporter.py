@@ -6,6 +6,7 @@ ONNX Runtime files are written here too, the OpenVINO ones by `openvino_exporter
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -54,16 +55,23 @@ from .verification import (
     text_feeds,
 )
 
+logger = logging.getLogger(__name__)
+
 AUTO_QUANTIZATION = {"with calibration data": "static", "without": "dynamic"}
 """What `quantize="auto"` (`--quantize` without a value) runs, on either backend: static INT8 where the task's
 training data can calibrate it (`task_name`), else dynamic. Static kept accuracy best on both backends (ONNX
 Runtime: +0.57 / +0.35 / -0.21 points vs PyTorch fp32 on SST-2 / MRPC / IMDB, dynamic -0.34 / -0.22 / -0.14;
-OpenVINO with NNCF: +0.23 / +0.03 / +0.02) and OpenVINO's is the fastest path; docs/openvino_benchmarks_draft.md."""
+OpenVINO with NNCF: +0.23 / +0.03 / +0.02) and OpenVINO's is the fastest path (docs/benchmark_history.md,
+"OpenVINO and INT8 paths")."""
+INT8_WARNING_POINTS = 1.0
+"""How many points (x100) an INT8 variant may score below fp32 on the task's evaluation data before the export warns
+(static and dynamic INT8 usually land within a few tenths; see `AUTO_QUANTIZATION`)."""
 DEFAULT_OUTPUT_SUBDIR = {"onnxruntime": "onnx", "openvino": "openvino"}
 """The export folder inside the model folder when `output_dir` is not given."""
 OPENVINO_CALIBRATION_PADDING = "longest"
 """NNCF calibrates on batch-1 examples at their own length (no padding): measured as accurate as padding to
-`max_seq_length` on SST-2 and IMDB and 0.2 points better on MRPC (docs/openvino_benchmarks_draft.md)."""
+`max_seq_length` on SST-2 and IMDB and 0.2 points better on MRPC (docs/benchmark_history.md, "OpenVINO and INT8
+paths")."""
 
 
 def _set_threads(threads: Optional[int]) -> int:
@@ -335,6 +343,10 @@ def export_model(
             task_data.metric_names) + ")"
         report["accuracy"] = {"metric": metric, "eval_examples": len(dataset), "pytorch_fp32": scores["pytorch_fp32"],
                               fp32_variant: scores[fp32_variant], int8_variant: scores.get(int8_variant)}
+        warning = int8_accuracy_warning(report["accuracy"], fp32_variant, int8_variant, report.get("quantization"))
+        if warning:
+            report["accuracy"]["warning"] = warning
+            logger.warning(warning)
 
     report["size_mb"] = {"pytorch_fp32": pytorch_size_mb(model_dir)}
     for variant in (fp32_variant, int8_variant):
@@ -348,6 +360,29 @@ def export_model(
         print(format_table(report))
         print(f"wrote {output_dir / 'export_report.json'}")
     return report
+
+
+def int8_accuracy_warning(accuracy: dict, fp32_variant: str, int8_variant: str,
+                          quantization: Optional[dict] = None) -> Optional[str]:
+    """One line naming an INT8 variant that scores more than `INT8_WARNING_POINTS` below fp32, and the fix; else None.
+
+    Static INT8 can lose much more than its usual few tenths: a pruned MiniLM on MRPC lost 11 points statically
+    (with 128 or 512 calibration examples, per channel or per tensor) and 0.1 dynamically (BENCHMARKS.md,
+    "Compression: prune, distil, INT8").
+    """
+    fp32, int8 = accuracy.get(fp32_variant), accuracy.get(int8_variant)
+    if fp32 is None or int8 is None:
+        return None
+    scale = 100.0 if max(abs(fp32), abs(int8)) <= 1.0 else 1.0
+    drop = round((fp32 - int8) * scale, 6)
+    if drop <= INT8_WARNING_POINTS:
+        return None
+    mode = (quantization or {}).get("mode")
+    fix = ("export again with dynamic quantization (`--quantize dynamic`), or keep the fp32 model"
+           if mode == "static" else "keep the fp32 model, or try static quantization with the task's data "
+           "(`--quantize static --task_name ...`)")
+    return (f"{int8_variant} scores {int8 * scale:.2f} against {fp32 * scale:.2f} for {fp32_variant} "
+            f"({accuracy.get('metric')}, {drop:.1f} points lower): {fix}.")
 
 
 def resolve_quantization(quantize: Optional[str], task_name: Optional[str]) -> Optional[str]:

@@ -27,8 +27,8 @@ from .openvino_backend import (
 INT8_PRECISION: Optional[str] = None
 """`INFERENCE_PRECISION_HINT` of the INT8 variant's floating-point operations when it is checked and timed: the CPU's
 default, as plain OpenVINO and optimum-intel run it (bf16 on CPUs with AMX or AVX512-BF16, else f32; the report's
-`inference_precision` says which). On the AMX machine of docs/openvino_benchmarks_draft.md bf16 made INT8 1.4x faster
-at batch 32 than f32 for the same accuracy (within 0.1 points on SST-2, MRPC and IMDB)."""
+`inference_precision` says which). On the AMX machine of docs/benchmark_history.md ("OpenVINO and INT8 paths"),
+bf16 made INT8 1.4x faster at batch 32 than f32 for the same accuracy (within 0.1 points on SST-2, MRPC and IMDB)."""
 
 
 def stale_files() -> tuple[str, ...]:
