@@ -162,7 +162,9 @@ def export_model(
             quantization, or OpenVINO INT8 weights with activations quantized at run time), `"static"`
             (calibrated on the task's training data: ONNX Runtime's QDQ MatMuls, or NNCF's post-training
             quantization), or `"auto"`: static where `task_name` gives calibration data, else dynamic (the most
-            accurate path measured on both backends, `AUTO_QUANTIZATION`). `None` exports fp32 only.
+            accurate path measured on both backends, `AUTO_QUANTIZATION`); on ONNX Runtime, a static model that
+            scores more than `INT8_WARNING_POINTS` below fp32 is quantized dynamically too, and the better one is
+            kept. `None` exports fp32 only.
         backend (`str`, defaults to `"onnxruntime"`): `"onnxruntime"` or `"openvino"` (needs
             `pip install "hf-distill[openvino]"`).
         task (`str`, defaults to `"auto"`): Optimum task; read from the config's `architectures` by default.
@@ -212,6 +214,7 @@ def export_model(
         raise ExportError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}.")
     model_dir = Path(model_dir).expanduser()
     output_dir = Path(output_dir).expanduser() if output_dir is not None else model_dir / DEFAULT_OUTPUT_SUBDIR[backend]
+    automatic = quantize == "auto"
     quantize = resolve_quantization(quantize, task_name)
     if quantize not in (None, "dynamic", "static"):
         raise ExportError(f"quantize={quantize!r}: choose 'dynamic', 'static', 'auto' or None.")
@@ -344,6 +347,10 @@ def export_model(
         report["accuracy"] = {"metric": metric, "eval_examples": len(dataset), "pytorch_fp32": scores["pytorch_fp32"],
                               fp32_variant: scores[fp32_variant], int8_variant: scores.get(int8_variant)}
         warning = int8_accuracy_warning(report["accuracy"], fp32_variant, int8_variant, report.get("quantization"))
+        if warning and automatic and backend == "onnxruntime" and quantize == "static":
+            _dynamic_fallback(output_dir, report, runners, preset, per_channel, threads, dataset, preprocessor,
+                              fp32_runner.input_names, task_data, exporter, opset)
+            warning = int8_accuracy_warning(report["accuracy"], fp32_variant, int8_variant, report["quantization"])
         if warning:
             report["accuracy"]["warning"] = warning
             logger.warning(warning)
@@ -360,6 +367,36 @@ def export_model(
         print(format_table(report))
         print(f"wrote {output_dir / 'export_report.json'}")
     return report
+
+
+def _dynamic_fallback(output_dir: Path, report: dict, runners: dict, preset: str, per_channel: bool,
+                      threads: Optional[int], dataset, preprocessor, input_names: list[str], task_data, exporter: str,
+                      opset: int) -> None:
+    """`quantize="auto"` on ONNX Runtime, when static INT8 scored more than `INT8_WARNING_POINTS` below fp32:
+    quantizes dynamically too and keeps whichever INT8 model scores higher. The report's `quantization` says which
+    (`instead_of` holds static's score when dynamic is kept; `dynamic_score` is dynamic's when static is kept), and
+    `runners`, the accuracy and `ort_config.json` follow the model kept."""
+    dynamic_config = quantization_config("dynamic", preset, per_channel)
+    candidate = output_dir / ("dynamic_" + ONNX_INT8_FILE)
+    quantize_dynamic_onnx(output_dir / ONNX_FP32_FILE, candidate, dynamic_config)
+    runner = OnnxRuntimeRunner(candidate, threads)
+    score = evaluate_variants({"onnx_int8": lambda feeds: runner.run(feeds)[0]}, dataset, preprocessor, input_names,
+                              task_data.compute_metrics, task_data.score)["onnx_int8"]
+    static = {"mode": "static", "score": report["accuracy"]["onnx_int8"],
+              "calibration_examples": report["quantization"]["calibration_examples"]}
+    if score <= static["score"]:
+        candidate.unlink()
+        report["quantization"]["dynamic_score"] = score  # tried, and kept static
+        return
+    del runner
+    os.replace(candidate, output_dir / ONNX_INT8_FILE)
+    runners["onnx_int8"] = OnnxRuntimeRunner(output_dir / ONNX_INT8_FILE, threads)
+    report["accuracy"]["onnx_int8"] = score
+    report["quantization"] = {"mode": "dynamic", "preset": preset, "per_channel": per_channel,
+                              "calibration_examples": None, "instead_of": static}
+    save_ort_config(output_dir, report["optimization_level"], dynamic_config, opset=opset, exporter=exporter)
+    logger.warning(f"quantize=auto: static INT8 scored {100 * static['score']:.2f}, dynamic {100 * score:.2f} "
+                   f"(fp32 {100 * report['accuracy']['onnx_fp32']:.2f}); kept the dynamic model.")
 
 
 def int8_accuracy_warning(accuracy: dict, fp32_variant: str, int8_variant: str,

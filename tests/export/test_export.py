@@ -817,3 +817,61 @@ def test_an_int8_variant_far_below_fp32_gets_a_one_line_warning_with_the_fix(acc
     from hf_distill.export.exporter import int8_accuracy_warning
 
     assert int8_accuracy_warning(accuracy, "onnx_fp32", "onnx_int8", quantization) == expected
+
+
+@pytest.mark.parametrize("dynamic_wins", [True, False])
+def test_auto_quantization_keeps_dynamic_int8_when_static_loses_accuracy(classifier_dir, tmp_path, monkeypatch,
+                                                                        dynamic_wins):
+    import hf_distill.export.exporter as exporter_module
+
+    data_dir = _sst2_dir(tmp_path / "glue", n_train=24, n_dev=10)
+    real = exporter_module.evaluate_variants
+    calls, fp32 = [], []
+
+    def scores_with_a_broken_static_model(predictors, *args, **kwargs):
+        scores = real(predictors, *args, **kwargs)
+        calls.append(sorted(scores))
+        if len(calls) == 1:  # the first pass scores the static model: pretend it lost 30 points
+            fp32.append(scores["onnx_fp32"])
+            scores["onnx_int8"] = fp32[0] - 0.3
+        elif not dynamic_wins:
+            scores["onnx_int8"] = fp32[0] - 0.5
+        return scores
+
+    monkeypatch.setattr(exporter_module, "evaluate_variants", scores_with_a_broken_static_model)
+    output = tmp_path / "auto"
+    report = export_model(classifier_dir, output, quantize="auto", task_name="sst2", data_dir=str(data_dir),
+                          calibration_samples=16, latency=False, verbose=False)
+    assert calls[1] == ["onnx_int8"]  # the dynamic model, scored on the same data
+    accuracy, quantization = report["accuracy"], report["quantization"]
+    assert sorted(os.listdir(output)).count("dynamic_model_quantized.onnx") == 0
+    op_types = _op_types(output / "model_quantized.onnx")
+    config = json.loads((output / "ort_config.json").read_text())["quantization"]
+    if dynamic_wins:
+        assert quantization["mode"] == "dynamic" and quantization["instead_of"]["mode"] == "static"
+        assert quantization["instead_of"]["score"] == pytest.approx(accuracy["onnx_fp32"] - 0.3)
+        assert accuracy["onnx_int8"] > quantization["instead_of"]["score"]
+        assert "DynamicQuantizeLinear" in op_types and config["format"] == "QOperator"
+    else:
+        assert quantization["mode"] == "static" and quantization["dynamic_score"] == pytest.approx(
+            accuracy["onnx_fp32"] - 0.5)
+        assert "QuantizeLinear" in op_types and config["format"] == "QDQ"
+        assert "30.0 points lower" in accuracy["warning"]  # static kept, and the user told
+
+
+def test_an_explicit_static_request_is_never_replaced(classifier_dir, tmp_path, monkeypatch):
+    import hf_distill.export.exporter as exporter_module
+
+    data_dir = _sst2_dir(tmp_path / "glue", n_train=24, n_dev=10)
+    real = exporter_module.evaluate_variants
+
+    def broken_static(predictors, *args, **kwargs):
+        scores = real(predictors, *args, **kwargs)
+        scores["onnx_int8"] = scores["onnx_fp32"] - 0.3
+        return scores
+
+    monkeypatch.setattr(exporter_module, "evaluate_variants", broken_static)
+    report = export_model(classifier_dir, tmp_path / "static", quantize="static", task_name="sst2",
+                          data_dir=str(data_dir), calibration_samples=16, latency=False, verbose=False)
+    assert report["quantization"]["mode"] == "static" and "dynamic_score" not in report["quantization"]
+    assert "`--quantize dynamic`" in report["accuracy"]["warning"]
