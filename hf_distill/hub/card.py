@@ -581,6 +581,9 @@ def _quantization_text(report: dict[str, Any], backend: str, prefix: bool) -> Op
                 f"{'per-channel' if quantization.get('per_channel') else 'per-tensor'} weights")
     if quantization.get("calibration_examples"):
         text += f", {quantization['calibration_examples']} calibration examples"
+    replaced = quantization.get("instead_of")
+    if replaced and replaced.get("score") is not None:
+        text += f" (kept over {replaced.get('mode')} INT8, which scored {100 * replaced['score']:.2f} on the dev set)"
     return f"{_BACKEND_NAMES[backend]}: {text}" if prefix else text
 
 

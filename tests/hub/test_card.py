@@ -277,3 +277,16 @@ def test_export_section_says_when_latencies_come_from_separate_runs(tiny_run, tm
         json.dump(report, file)
     text = build_model_card(folder).text
     assert "come from separate runs; `hf-distill benchmark MODEL_DIR` times them together" in text
+
+
+def test_the_card_says_when_auto_quantization_kept_dynamic_over_static():
+    from hf_distill.hub.card import _quantization_text
+
+    report = {"quantization": {"mode": "dynamic", "preset": "avx512_vnni", "per_channel": True,
+                               "calibration_examples": None,
+                               "instead_of": {"mode": "static", "score": 0.6906, "calibration_examples": 128}}}
+    assert _quantization_text(report, "onnxruntime", prefix=False) == (
+        "dynamic INT8 quantization, avx512_vnni preset, per-channel weights (kept over static INT8, which scored "
+        "69.06 on the dev set)")
+    del report["quantization"]["instead_of"]
+    assert "kept over" not in _quantization_text(report, "onnxruntime", prefix=False)
