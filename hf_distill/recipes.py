@@ -33,12 +33,12 @@ import yaml
 FAMILY_KEY = "recipe_family"
 DEFAULT_FAMILY = "task"
 PER_TASK_KEY = "per_task"
-# Options that exclude each other: one given on the command line replaces the recipe's other one (a recipe's
-# `student_num_layers: 6` gives way to `--student_layers 1,3,5`), as any flag wins over the file.
-EXCLUSIVE_OPTIONS = (("student_layers", "student_num_layers"),)
 """A recipe key holding settings by task name (`per_task: {mrpc: {num_train_epochs: 10}}`): the entry of the
 recipe's task (its `task_name`, or the `--task_name` flag) is applied over the file's other keys, and the
 command line still wins over both."""
+EXCLUSIVE_OPTIONS = (("student_layers", "student_num_layers"),)
+"""Options that exclude each other: one given on the command line replaces the recipe's other one (a recipe's
+`student_num_layers: 6` gives way to `--student_layers 1,3,5`), as any flag wins over the file."""
 
 
 class RecipeError(ValueError):
