@@ -99,7 +99,8 @@ def compress_report(pruning: dict, pruned_score: Optional[float], results: dict,
         stages.append(_stage("ONNX fp32", student.get("parameters"), sizes.get("onnx_fp32"), accuracy.get("onnx_fp32"),
                              teacher_score, latency, "onnx_fp32"))
     if int8 is not None:
-        stages.append(_stage(f"INT8 ({int8})", student.get("parameters"), sizes.get(int8), accuracy.get(int8),
+        mode = ((export_report or {}).get("quantization") or {}).get("mode")
+        stages.append(_stage(f"INT8 ({int8}, {mode})" if mode else f"INT8 ({int8})", student.get("parameters"), sizes.get(int8), accuracy.get(int8),
                              teacher_score, latency, int8))
     return {"task": results.get("task"), "teacher_path": teacher_path, "pruning": pruning, "stages": stages,
             "benchmark_accuracy": accuracy or None, "speedups_batch_32": (benchmark or {}).get("speedups_batch_32"),
