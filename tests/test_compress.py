@@ -65,6 +65,40 @@ def test_prune_distil_int8_in_one_recipe(tmp_path):
     assert "## Compression chain" in card and "4 layers, 4 heads, hidden 32, FFN 64 to 2 layers, 2 heads" in card
 
 
+def test_quantization_aware_distillation_adds_a_static_int8_model_beside_the_post_training_one(tmp_path):
+    from safetensors import safe_open
+
+    tokenizer = tiny_tokenizer(tmp_path / "tok")
+    base = tmp_path / "base"
+    AutoModelForSequenceClassification.from_config(tiny_bert_config(vocab_size=len(tokenizer))).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    common = ["--task_name", "sst2", "--data_dir", _glue(tmp_path), "--max_steps", "3", "--report_to", "none",
+              "--use_cpu", "true", "--per_device_train_batch_size", "8", "--disable_tqdm", "true"]
+    teacher_dir, out = tmp_path / "teacher", tmp_path / "compressed"
+    assert main(["train", os.path.join(RECIPES, "glue", "teacher.yaml"), *common, "--model_name_or_path", str(base),
+                 "--output_dir", str(teacher_dir), "--eval_strategy", "no", "--save_strategy", "no"]) == 0
+    assert main(["train", os.path.join(RECIPES, "compress", "prune_distil_int8.yaml"), *common,
+                 "--teacher_model_name_or_path", str(teacher_dir), "--output_dir", str(out),
+                 "--prune_num_attention_heads", "2", "--prune_intermediate_size", "32", "--prune_num_layers", "2",
+                 "--calibration_batches", "2",
+                 "--calibration_batch_size", "8", "--quantize", "static", "--latency_runs", "1",
+                 "--quantization_aware_epochs", "1", "--quantization_aware_learning_rate", "1e-3"]) == 0
+    qat = out / "quantization_aware"
+    stage = json.load(open(qat / "results.json"))
+    assert stage["train"]["global_step"] == 4  # one epoch of 32 examples at 8, not the recipe's max_steps
+    with safe_open(out / "model.safetensors", "pt") as distilled, safe_open(qat / "model.safetensors", "pt") as trained:
+        assert set(distilled.keys()) == set(trained.keys())  # a plain checkpoint: no quantizer state
+        query = "bert.encoder.layer.0.attention.self.query.weight"
+        assert not distilled.get_tensor(query).equal(trained.get_tensor(query))  # it trained on
+    AutoModelForSequenceClassification.from_pretrained(qat)
+    assert json.load(open(qat / "onnx" / "export_report.json"))["quantization"]["mode"] == "static"
+    rows = {row["stage"]: row for row in json.load(open(out / "compress_report.json"))["stages"]}
+    assert "INT8 (onnx_int8, static)" in rows
+    qat_row = rows["INT8 after quantization-aware distillation (onnx_int8, static)"]
+    assert 0.0 <= qat_row["score"] <= 1.0 and qat_row["parameters"] == rows["INT8 (onnx_int8, static)"]["parameters"]
+    assert "quantization-aware" in open(out / "README.md").read()
+
+
 def test_compress_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(ValueError, match="A compress recipe prunes: set prune_num_attention_heads"):
         CompressArguments()

@@ -37,6 +37,13 @@ class CompressArguments:
             `"auto"` (static for a task with training data, the more accurate path measured), or `"none"`.
         latency_runs (`int`, defaults to 10):
             Timed runs per model and shape in the report.
+        quantization_aware_epochs (`float`, defaults to 0.0):
+            Epochs of quantization-aware distillation after the export: the distilled student keeps learning from
+            the teacher with fake-quantized INT8 weights and inputs in every encoder linear layer
+            (`hf_distill.compress.quantization_aware`), then is exported with static INT8 into
+            `<output_dir>/quantization_aware`, beside the post-training INT8 model. 0 skips it.
+        quantization_aware_learning_rate (`float`, defaults to 1e-5):
+            Learning rate of that stage (it starts from a trained student).
     """
 
     prune_num_attention_heads: Optional[int] = field(
@@ -62,10 +69,21 @@ class CompressArguments:
                   "choices": list(QUANTIZE_CHOICES)},
     )
     latency_runs: int = field(default=10, metadata={"help": "Timed runs per model and shape in the report."})
+    quantization_aware_epochs: float = field(
+        default=0.0, metadata={"help": "Epochs of quantization-aware distillation after the export (0: none)."}
+    )
+    quantization_aware_learning_rate: float = field(
+        default=1e-5, metadata={"help": "Learning rate of the quantization-aware distillation stage."}
+    )
 
     def __post_init__(self):
         if self.quantize not in QUANTIZE_CHOICES:
             raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}, got {self.quantize!r}.")
+        if self.quantization_aware_epochs < 0:
+            raise ValueError(f"quantization_aware_epochs must be 0 or more, got {self.quantization_aware_epochs}.")
+        if self.quantization_aware_epochs > 0 and self.quantize in ("none", "dynamic"):
+            raise ValueError(f"quantization_aware_epochs trains the student for static INT8, and quantize is "
+                             f"{self.quantize!r}: set quantize to static or auto, or quantization_aware_epochs to 0.")
         if self.calibration_batches < 1 or self.calibration_batch_size < 1:
             raise ValueError("calibration_batches and calibration_batch_size must be at least 1.")
         if self.prune_layers is not None and self.prune_num_layers is not None:

@@ -9,6 +9,10 @@
 3. **Quantize.** `hf_distill.export.export_model` writes ONNX and INT8 (`<output_dir>/onnx`), checks parity and
    scores them; `benchmark_model` times the teacher, the student in PyTorch, ONNX fp32 and INT8 at batch 1 and
    32 × 128 and on the real evaluation batches (padded to their longest), in one interleaved run.
+4. **Quantization-aware distillation** (optional, `quantization_aware_epochs`): the distilled student trains on
+   against the teacher with fake-quantized INT8 linear layers (`hf_distill.compress.quantization_aware`) into
+   `<output_dir>/quantization_aware`, and is exported with static INT8 there, so both INT8 models are scored side
+   by side.
 
 `compress_report.json` (and the printed table) holds each stage's parameters, size, score, retention and
 latency; the model card's results come from `results.json` as for any task run, with the chain beside them.
@@ -16,6 +20,7 @@ latency; the model card's results come from `results.json` as for any task run, 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -36,6 +41,7 @@ from .arguments import CompressArguments
 
 REPORT_NAME = "compress_report.json"
 PRUNED_FOLDER = "pruned"
+QUANTIZATION_AWARE_FOLDER = "quantization_aware"
 _STUDENT_OPTIONS = ("student_model_name_or_path", "student_layers", "student_num_layers", "student_hidden_size",
                     "student_intermediate_size", "student_num_attention_heads", "model_name_or_path")
 
@@ -77,8 +83,10 @@ def _stage(name: str, parameters: Optional[int], size_mb: Optional[float], score
 
 
 def compress_report(pruning: dict, pruned_score: Optional[float], results: dict, benchmark: Optional[dict],
-                    export_report: Optional[dict], teacher_path: Optional[str] = None) -> dict[str, Any]:
-    """The chain's report: one row per stage (teacher, pruned, distilled, INT8) and what was measured where."""
+                    export_report: Optional[dict], teacher_path: Optional[str] = None,
+                    quantization_aware_export: Optional[dict] = None) -> dict[str, Any]:
+    """The chain's report: one row per stage (teacher, pruned, distilled, INT8, and INT8 after quantization-aware
+    distillation when `quantization_aware_export` is given) and what was measured where."""
     teacher = results.get("teacher") or {}
     student = results.get("student") or {}
     teacher_score = teacher.get("score")
@@ -102,6 +110,13 @@ def compress_report(pruning: dict, pruned_score: Optional[float], results: dict,
         mode = ((export_report or {}).get("quantization") or {}).get("mode")
         stages.append(_stage(f"INT8 ({int8}, {mode})" if mode else f"INT8 ({int8})", student.get("parameters"), sizes.get(int8), accuracy.get(int8),
                              teacher_score, latency, int8))
+    if quantization_aware_export:
+        qat_accuracy = quantization_aware_export.get("accuracy") or {}
+        qat_mode = (quantization_aware_export.get("quantization") or {}).get("mode")
+        # The same graph as the INT8 row, so the same latency; timed there.
+        stages.append(_stage(f"INT8 after quantization-aware distillation (onnx_int8, {qat_mode})",
+                             student.get("parameters"), (quantization_aware_export.get("size_mb") or {}).get("onnx_int8"),
+                             qat_accuracy.get("onnx_int8"), teacher_score, {}, None))
     return {"task": results.get("task"), "teacher_path": teacher_path, "pruning": pruning, "stages": stages,
             "benchmark_accuracy": accuracy or None, "speedups_batch_32": (benchmark or {}).get("speedups_batch_32"),
             "machine": (benchmark or {}).get("machine"),
@@ -153,8 +168,14 @@ def write_compress_report(output_dir: str, pruning: dict[str, Any], teacher: str
                                     max_seq_length=data_args.max_seq_length, latency_runs=latency_runs,
                                     threads=threads, seed=seed, verbose=False)
         export_report = read_report(os.path.join(output_dir, "onnx"))
+    qat_export = None
+    qat_onnx = os.path.join(output_dir, QUANTIZATION_AWARE_FOLDER, "onnx")
+    if os.path.isfile(os.path.join(qat_onnx, "export_report.json")):
+        from ..export.report import read_report
+
+        qat_export = read_report(qat_onnx)
     report = compress_report(pruning, pruning.get("score_before_distillation"), read_results(output_dir), benchmark,
-                             export_report, teacher_path=teacher)
+                             export_report, teacher_path=teacher, quantization_aware_export=qat_export)
     with open(os.path.join(output_dir, REPORT_NAME), "w", encoding="utf-8") as file:
         json.dump(report, file, indent=2)
         file.write("\n")
@@ -207,6 +228,8 @@ def run_compress(model_args: ModelArguments, data_args: DataArguments, compress_
     push, config.push_to_hub = config.push_to_hub, False  # published once, after the export and the report
     try:
         results = run_recipe(student_args, data_args, config)
+        if compress_args.quantization_aware_epochs > 0:  # every process trains; the main one exports
+            train_quantization_aware(model_args, data_args, compress_args, config)
     finally:
         config.push_to_hub = push
     if not results:  # not the main process
@@ -219,6 +242,8 @@ def run_compress(model_args: ModelArguments, data_args: DataArguments, compress_
                                      data_dir=data_args.data_dir, train_file=data_args.train_file,
                                      validation_file=data_args.validation_file,
                                      max_seq_length=data_args.max_seq_length, latency=False, seed=config.seed)
+    if compress_args.quantization_aware_epochs > 0:
+        export_quantization_aware(data_args, config)
     pruning_record = {**pruning.to_dict(), "folder": PRUNED_FOLDER, "score_before_distillation": pruned_score}
     report = write_compress_report(config.output_dir, pruning_record, teacher_path, data_args,
                                    compress_args.latency_runs, timed=export_report is not None, seed=config.seed)
@@ -228,3 +253,34 @@ def run_compress(model_args: ModelArguments, data_args: DataArguments, compress_
         push_to_hub(config.output_dir, config.hub_model_id, private=bool(config.hub_private_repo),
                     revision=config.hub_revision, token=config.hub_token, include_onnx=compress_args.quantize != "none")
     return report
+
+
+def train_quantization_aware(model_args: ModelArguments, data_args: DataArguments, compress_args: CompressArguments,
+                             config: DistillationConfig) -> dict:
+    """Step 4: the distilled student in `config.output_dir` trains on against the teacher with fake-quantized INT8
+    linear layers (`quantization_aware_epochs` at `quantization_aware_learning_rate`, the recipe's other settings),
+    into `<output_dir>/quantization_aware`. The saved student is a plain checkpoint.
+
+    Returns:
+        `dict`: The stage's `results.json` (its student score is measured with the fake quantization on).
+    """
+    from .quantization_aware import prepare_quantization_aware
+
+    stage_config = copy.deepcopy(config)
+    stage_config.output_dir = os.path.join(config.output_dir, QUANTIZATION_AWARE_FOLDER)
+    stage_config.num_train_epochs = compress_args.quantization_aware_epochs
+    stage_config.learning_rate = compress_args.quantization_aware_learning_rate
+    stage_config.max_steps = -1
+    stage_config.push_to_hub = False
+    stage_args = dataclasses.replace(model_args, student_model_name_or_path=config.output_dir)
+    return run_recipe(stage_args, data_args, stage_config, prepare_student=prepare_quantization_aware)
+
+
+def export_quantization_aware(data_args: DataArguments, config: DistillationConfig) -> dict:
+    """Exports the quantization-aware student with static INT8 into `<output_dir>/quantization_aware/onnx`."""
+    from ..export import export_model
+
+    return export_model(os.path.join(config.output_dir, QUANTIZATION_AWARE_FOLDER), quantize="static",
+                        task_name=data_args.task_name, data_dir=data_args.data_dir, train_file=data_args.train_file,
+                        validation_file=data_args.validation_file, max_seq_length=data_args.max_seq_length,
+                        latency=False, seed=config.seed, verbose=False)

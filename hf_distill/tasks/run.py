@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import os
 import tempfile
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from transformers import (
     AutoConfig,
@@ -166,13 +166,16 @@ def _describe(model: PreTrainedModel, path: Optional[str], metrics: dict[str, di
     return describe_model(model, path, score=task.score(first) if first else None, metrics=metrics)
 
 
-def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: DistillationConfig) -> dict:
+def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: DistillationConfig,
+               prepare_student: Optional[Callable[[PreTrainedModel], PreTrainedModel]] = None) -> dict:
     """Trains, saves and evaluates one recipe; writes and returns `results.json`.
 
     Args:
         model_args (`ModelArguments`): Which models.
         data_args (`DataArguments`): Which data.
         config (`DistillationConfig`): Loss weights and every `TrainingArguments` option.
+        prepare_student (`Callable`, *optional*): Applied to the student before training (e.g. the compress
+            family's fake quantization); it must leave the student's `state_dict()` keys unchanged.
 
     Returns:
         `dict`: The results (task, teacher, student, retention, recipe, training metrics).
@@ -218,6 +221,8 @@ def run_recipe(model_args: ModelArguments, data_args: DataArguments, config: Dis
     check_unlabelled_examples(task.unlabelled_train_examples, len(task.train), config, has_teacher=bool(teacher_path))
     teacher = load_classifier(teacher_path, task, model_args, "teacher") if teacher_path else None
     student = build_student(model_args, task, teacher)
+    if prepare_student is not None:
+        student = prepare_student(student)
     warn_if_gold_scores_unused(task, config)
     pad_to = data_args.max_seq_length if config.reference == "tinybert" else None
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config,
