@@ -22,7 +22,8 @@ def _glue(tmp_path):
     return str(tmp_path / "glue")
 
 
-def test_prune_distil_int8_in_one_recipe(tmp_path):
+def _compress(tmp_path, *flags: str):
+    """A tiny teacher trained on `_glue`, then the compress recipe on it with `flags`; returns (teacher, output)."""
     tokenizer = tiny_tokenizer(tmp_path / "tok")
     base = tmp_path / "base"
     AutoModelForSequenceClassification.from_config(tiny_bert_config(vocab_size=len(tokenizer))).save_pretrained(base)
@@ -35,8 +36,12 @@ def test_prune_distil_int8_in_one_recipe(tmp_path):
     assert main(["train", os.path.join(RECIPES, "compress", "prune_distil_int8.yaml"), *common,
                  "--teacher_model_name_or_path", str(teacher_dir), "--output_dir", str(out),
                  "--prune_num_attention_heads", "2", "--prune_intermediate_size", "32", "--prune_num_layers", "2",
-                 "--calibration_batches", "2", "--calibration_batch_size", "8", "--quantize", "dynamic",
-                 "--latency_runs", "1"]) == 0
+                 "--calibration_batches", "2", "--calibration_batch_size", "8", "--latency_runs", "1", *flags]) == 0
+    return teacher_dir, out
+
+
+def test_prune_distil_int8_in_one_recipe(tmp_path):
+    teacher_dir, out = _compress(tmp_path, "--quantize", "dynamic")
     pruning = json.load(open(out / "pruned" / "pruning.json"))
     assert len(pruning["layers"]) == 2 and pruning["parameters_after"] < pruning["parameters_before"]
     student = AutoModelForSequenceClassification.from_pretrained(out)
@@ -68,21 +73,8 @@ def test_prune_distil_int8_in_one_recipe(tmp_path):
 def test_quantization_aware_distillation_adds_a_static_int8_model_beside_the_post_training_one(tmp_path):
     from safetensors import safe_open
 
-    tokenizer = tiny_tokenizer(tmp_path / "tok")
-    base = tmp_path / "base"
-    AutoModelForSequenceClassification.from_config(tiny_bert_config(vocab_size=len(tokenizer))).save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    common = ["--task_name", "sst2", "--data_dir", _glue(tmp_path), "--max_steps", "3", "--report_to", "none",
-              "--use_cpu", "true", "--per_device_train_batch_size", "8", "--disable_tqdm", "true"]
-    teacher_dir, out = tmp_path / "teacher", tmp_path / "compressed"
-    assert main(["train", os.path.join(RECIPES, "glue", "teacher.yaml"), *common, "--model_name_or_path", str(base),
-                 "--output_dir", str(teacher_dir), "--eval_strategy", "no", "--save_strategy", "no"]) == 0
-    assert main(["train", os.path.join(RECIPES, "compress", "prune_distil_int8.yaml"), *common,
-                 "--teacher_model_name_or_path", str(teacher_dir), "--output_dir", str(out),
-                 "--prune_num_attention_heads", "2", "--prune_intermediate_size", "32", "--prune_num_layers", "2",
-                 "--calibration_batches", "2",
-                 "--calibration_batch_size", "8", "--quantize", "static", "--latency_runs", "1",
-                 "--quantization_aware_epochs", "1", "--quantization_aware_learning_rate", "1e-3"]) == 0
+    _, out = _compress(tmp_path, "--quantize", "static", "--quantization_aware_epochs", "1",
+                       "--quantization_aware_learning_rate", "1e-3")
     qat = out / "quantization_aware"
     stage = json.load(open(qat / "results.json"))
     assert stage["train"]["global_step"] == 4  # one epoch of 32 examples at 8, not the recipe's max_steps

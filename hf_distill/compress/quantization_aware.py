@@ -55,9 +55,9 @@ def _fake_quantized_forward(self: nn.Linear, inputs: torch.Tensor) -> torch.Tens
     quantizers = getattr(self, QUANTIZERS_ATTRIBUTE)
     if quantizers.input.scale.device != inputs.device:
         quantizers.to(inputs.device)
-    observed = bool(torch.isfinite(quantizers.input.activation_post_process.min_val).all())
-    if self.training or not observed:  # evaluation uses the range learned in training
+    if self.training or not quantizers.observed:  # evaluation uses the range learned in training
         quantizers.input.enable_observer()
+        quantizers.observed = True
     else:
         quantizers.input.disable_observer()
     return F.linear(quantizers.input(inputs.float()), quantizers.weight(self.weight.float()),
@@ -99,6 +99,7 @@ def prepare_quantization_aware(model: nn.Module, averaging_constant: float = 0.0
         quantizers = nn.Module()
         quantizers.input = activation_fake_quantizer(averaging_constant)
         quantizers.weight = weight_fake_quantizer()
+        quantizers.observed = False  # whether the input range has seen a batch
         # A plain attribute, not a submodule: FakeQuantize always writes its scale into state_dict().
         object.__setattr__(linear, QUANTIZERS_ATTRIBUTE, quantizers.to(linear.weight.device))
         linear.forward = types.MethodType(_fake_quantized_forward, linear)
